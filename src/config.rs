@@ -1,0 +1,701 @@
+//! Settings: the single source of defaults, how they load (defaults → file → environment → `PORT`)
+//! and how they are validated. Implements SPEC §3.
+
+use std::{
+    fmt,
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use config::{Config, Environment, File, FileFormat};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Everything tandem can be configured with. `Settings::default()` is the documented default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub app: AppSettings,
+    pub server: ServerSettings,
+    #[serde(rename = "static")]
+    pub static_files: StaticSettings,
+    pub proxy: ProxySettings,
+    pub rate_limit: RateLimitSettings,
+    pub websocket: WebSocketSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSettings {
+    pub service: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub keep_alive_secs: u64,
+    pub client_request_timeout_ms: u64,
+    pub client_disconnect_timeout_ms: u64,
+    pub max_connections: usize,
+    pub backlog: u32,
+    pub max_body_bytes: usize,
+    pub shutdown_drain_secs: u64,
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Who serves static files (SPEC §1 deployment table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StaticMode {
+    App,
+    Nginx,
+}
+
+impl StaticMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StaticMode::App => "app",
+            StaticMode::Nginx => "nginx",
+        }
+    }
+}
+
+/// A content coding tandem can serve precompressed or produce on the fly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    Br,
+    Zstd,
+    Gzip,
+}
+
+impl Encoding {
+    /// The token used in `Accept-Encoding` and `Content-Encoding`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Zstd => "zstd",
+            Encoding::Gzip => "gzip",
+        }
+    }
+
+    /// The file-name suffix of a precompressed sibling (`F.br`, `F.zst`, `F.gz`).
+    pub fn extension(self) -> &'static str {
+        match self {
+            Encoding::Br => "br",
+            Encoding::Zstd => "zst",
+            Encoding::Gzip => "gz",
+        }
+    }
+
+    pub const ALL: [Encoding; 3] = [Encoding::Br, Encoding::Zstd, Encoding::Gzip];
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StaticSettings {
+    pub mode: StaticMode,
+    pub htdocs: PathBuf,
+    pub public: PathBuf,
+    pub encodings: Vec<Encoding>,
+    pub public_max_age_secs: u64,
+    pub html_cache_control: String,
+}
+
+/// Which forwarded header a trusted proxy's client address is read from (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RealIpHeader {
+    #[serde(rename = "X-Forwarded-For", alias = "x-forwarded-for")]
+    XForwardedFor,
+    #[serde(rename = "X-Real-IP", alias = "x-real-ip")]
+    XRealIp,
+    #[serde(rename = "Forwarded", alias = "forwarded")]
+    Forwarded,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxySettings {
+    pub trusted: Vec<String>,
+    pub real_ip_header: RealIpHeader,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub per_second: u32,
+    pub burst: u32,
+    pub ipv6_prefix: u8,
+    #[serde(rename = "static")]
+    pub static_files: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketSettings {
+    pub max_message_bytes: usize,
+    pub heartbeat_secs: u64,
+    pub client_timeout_secs: u64,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        Self {
+            service: "tandem".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: 0,
+            keep_alive_secs: 60,
+            client_request_timeout_ms: 5000,
+            client_disconnect_timeout_ms: 1000,
+            max_connections: 25_000,
+            backlog: 2048,
+            max_body_bytes: 65_536,
+            shutdown_drain_secs: 0,
+            shutdown_timeout_secs: 15,
+        }
+    }
+}
+
+impl Default for StaticSettings {
+    fn default() -> Self {
+        Self {
+            mode: StaticMode::App,
+            htdocs: "htdocs".into(),
+            public: "public".into(),
+            encodings: vec![Encoding::Br, Encoding::Zstd, Encoding::Gzip],
+            public_max_age_secs: 3600,
+            html_cache_control: "no-cache".into(),
+        }
+    }
+}
+
+impl Default for ProxySettings {
+    fn default() -> Self {
+        Self {
+            trusted: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            real_ip_header: RealIpHeader::XForwardedFor,
+        }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            per_second: 5,
+            burst: 10,
+            ipv6_prefix: 64,
+            static_files: false,
+        }
+    }
+}
+
+impl Default for WebSocketSettings {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 65_536,
+            heartbeat_secs: 15,
+            client_timeout_secs: 45,
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            app: AppSettings::default(),
+            server: ServerSettings::default(),
+            static_files: StaticSettings::default(),
+            proxy: ProxySettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            websocket: WebSocketSettings::default(),
+            log: LogSettings::default(),
+        }
+    }
+}
+
+/// A configuration problem, rendered as one sentence naming the key or file at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+
+    fn key(key: &str, problem: impl fmt::Display) -> Self {
+        Self(format!("configuration key `{key}` {problem}"))
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where the configuration file comes from, in SPEC §3 order.
+pub fn config_file_path(cli: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = cli {
+        return Some(path.to_path_buf());
+    }
+    if let Some(path) = std::env::var_os("TANDEM_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(path));
+    }
+    let default = PathBuf::from("tandem.toml");
+    default.is_file().then_some(default)
+}
+
+/// Environment keys whose values are comma-separated lists.
+const LIST_KEYS: [&str; 2] = ["proxy.trusted", "static.encodings"];
+
+impl Settings {
+    /// Loads defaults, then `file` (which must exist when given), then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Like [`Settings::load`], with the environment passed in (tests use this).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut builder = Config::builder();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                ConfigError::new(format!(
+                    "cannot read configuration file {}: {err}; pass an existing file with --config or TANDEM_CONFIG",
+                    path.display()
+                ))
+            })?;
+            builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
+        }
+        let tandem_env: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("TANDEM__"))
+            .map(|(k, v)| {
+                // Lists tolerate spaces after commas: "10.0.0.0/8, 192.168.0.0/16".
+                let is_list = LIST_KEYS
+                    .iter()
+                    .any(|key| k[8..].eq_ignore_ascii_case(&key.replace('.', "__")));
+                let v = if is_list {
+                    v.split(',').map(str::trim).collect::<Vec<_>>().join(",")
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let mut environment = Environment::with_prefix("TANDEM")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .try_parsing(true)
+            .source(Some(tandem_env.clone()));
+        for key in LIST_KEYS {
+            environment = environment.with_list_parse_key(key);
+        }
+        builder = builder.add_source(environment);
+        if !tandem_env.contains_key("TANDEM__SERVER__PORT")
+            && let Some((_, port)) = env.iter().find(|(k, _)| k == "PORT")
+        {
+            let port: i64 = port.trim().parse().map_err(|_| {
+                ConfigError::new(format!(
+                    "environment variable PORT={port:?} is not a port number; set it to 1-65535"
+                ))
+            })?;
+            builder = builder
+                .set_override("server.port", port)
+                .map_err(|err| ConfigError::new(err.to_string()))?;
+        }
+        let config = builder.build().map_err(|err| describe(err, file))?;
+        check_unknown_keys(&config, file)?;
+        let settings: Settings = config.try_deserialize().map_err(|err| describe(err, file))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Rejects impossible values, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.host.parse::<IpAddr>().is_err() {
+            return Err(ConfigError::key(
+                "server.host",
+                format!(
+                    "is {:?}, which is not an IP address; use 127.0.0.1, 0.0.0.0 or ::",
+                    s.host
+                ),
+            ));
+        }
+        if s.port == 0 {
+            return Err(ConfigError::key(
+                "server.port",
+                "must be between 1 and 65535 (0 would pick a random port)",
+            ));
+        }
+        let positive: [(&str, u64); 6] = [
+            ("server.keep_alive_secs", s.keep_alive_secs),
+            ("server.client_request_timeout_ms", s.client_request_timeout_ms),
+            ("server.max_connections", s.max_connections as u64),
+            ("server.backlog", u64::from(s.backlog)),
+            ("server.max_body_bytes", s.max_body_bytes as u64),
+            ("server.shutdown_timeout_secs", s.shutdown_timeout_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(ConfigError::key(key, "must be greater than 0"));
+            }
+        }
+        if s.workers > 1024 {
+            return Err(ConfigError::key(
+                "server.workers",
+                "must be at most 1024 (0 means one per CPU)",
+            ));
+        }
+
+        // An empty `static.encodings` is allowed: it means "serve identity only".
+        let st = &self.static_files;
+        for (i, e) in st.encodings.iter().enumerate() {
+            if st.encodings[..i].contains(e) {
+                return Err(ConfigError::key(
+                    "static.encodings",
+                    format!("lists {:?} twice", e.token()),
+                ));
+            }
+        }
+        if st.html_cache_control.trim().is_empty()
+            || actix_web::http::header::HeaderValue::from_str(&st.html_cache_control).is_err()
+        {
+            return Err(ConfigError::key(
+                "static.html_cache_control",
+                "must be a non-empty, valid header value such as \"no-cache\"",
+            ));
+        }
+        if st.mode == StaticMode::App {
+            for (key, root) in [("static.htdocs", &st.htdocs), ("static.public", &st.public)] {
+                if !root.is_dir() {
+                    return Err(ConfigError::key(
+                        key,
+                        format!(
+                            "points to {}, which is not a directory; create it, fix the path, or set static.mode = \"nginx\"",
+                            root.display()
+                        ),
+                    ));
+                }
+            }
+        }
+
+        self.trusted_networks()?;
+
+        let rl = &self.rate_limit;
+        if rl.per_second == 0 {
+            return Err(ConfigError::key(
+                "rate_limit.per_second",
+                "must be greater than 0 (set rate_limit.enabled = false to turn limiting off)",
+            ));
+        }
+        if rl.burst == 0 {
+            return Err(ConfigError::key("rate_limit.burst", "must be greater than 0"));
+        }
+        if rl.ipv6_prefix == 0 || rl.ipv6_prefix > 128 {
+            return Err(ConfigError::key(
+                "rate_limit.ipv6_prefix",
+                "must be between 1 and 128",
+            ));
+        }
+
+        let ws = &self.websocket;
+        for (key, value) in [
+            ("websocket.max_message_bytes", ws.max_message_bytes as u64),
+            ("websocket.heartbeat_secs", ws.heartbeat_secs),
+            ("websocket.client_timeout_secs", ws.client_timeout_secs),
+            ("websocket.max_connections", ws.max_connections as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::key(key, "must be greater than 0"));
+            }
+        }
+        if ws.client_timeout_secs <= ws.heartbeat_secs {
+            return Err(ConfigError::key(
+                "websocket.client_timeout_secs",
+                format!(
+                    "({}) must be longer than websocket.heartbeat_secs ({}) or every idle socket would be closed before it could answer a ping",
+                    ws.client_timeout_secs, ws.heartbeat_secs
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `proxy.trusted` parsed: CIDRs, or single addresses taken as /32 or /128.
+    pub fn trusted_networks(&self) -> Result<Vec<IpNet>, ConfigError> {
+        self.proxy
+            .trusted
+            .iter()
+            .map(|entry| {
+                let entry = entry.trim();
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::key(
+                            "proxy.trusted",
+                            format!(
+                                "contains {entry:?}, which is neither a CIDR (10.0.0.0/8) nor an IP address"
+                            ),
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// The address the server binds, as `host:port` (IPv6 hosts bracketed).
+    pub fn bind_address(&self) -> String {
+        match self.server.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("[{v6}]:{}", self.server.port),
+            _ => format!("{}:{}", self.server.host, self.server.port),
+        }
+    }
+
+    /// The effective configuration as TOML, as `tandem check` prints it.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|err| format!("# cannot render settings: {err}\n"))
+    }
+}
+
+/// Turns the `config` crate's errors into one sentence naming the key and the source.
+fn describe(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
+    let source = file
+        .map(|p| format!(" (from {} or the environment)", p.display()))
+        .unwrap_or_else(|| " (from the environment)".into());
+    match err {
+        config::ConfigError::Type {
+            key: Some(key),
+            unexpected,
+            expected,
+            ..
+        } => ConfigError::key(&key, format!("has a value of the wrong type: got {unexpected}, expected {expected}{source}")),
+        config::ConfigError::FileParse { cause, .. } => ConfigError::new(format!(
+            "configuration file {} is not valid TOML: {}",
+            file.map(|p| p.display().to_string()).unwrap_or_default(),
+            cause.to_string().trim()
+        )),
+        other => {
+            let text = other.to_string();
+            match text.split_once(" for key `") {
+                Some((problem, rest)) => {
+                    let key = rest.split('`').next().unwrap_or_default();
+                    ConfigError::key(key, format!("is invalid: {problem}{source}"))
+                }
+                None => ConfigError::new(format!("invalid configuration{source}: {text}")),
+            }
+        }
+    }
+}
+
+/// Every dotted key the loaded configuration has that `Settings` does not know.
+fn check_unknown_keys(config: &Config, file: Option<&Path>) -> Result<(), ConfigError> {
+    let known = serde_json::to_value(Settings::default())
+        .map_err(|err| ConfigError::new(format!("internal: cannot list settings: {err}")))?;
+    let loaded: serde_json::Value = config
+        .clone()
+        .try_deserialize()
+        .map_err(|err| describe(err, file))?;
+    let mut unknown = Vec::new();
+    collect_unknown("", &loaded, &known, &mut unknown);
+    match unknown.first() {
+        None => Ok(()),
+        Some(key) => {
+            let source = file
+                .map(|p| format!(" in {} or the environment", p.display()))
+                .unwrap_or_else(|| " in the environment".into());
+            Err(ConfigError::new(format!(
+                "unknown configuration key `{key}`{source}; see tandem.toml for every valid key"
+            )))
+        }
+    }
+}
+
+fn collect_unknown(
+    prefix: &str,
+    loaded: &serde_json::Value,
+    known: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    let (Some(loaded), Some(known)) = (loaded.as_object(), known.as_object()) else {
+        return;
+    };
+    for (key, value) in loaded {
+        let path = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match known.get(key) {
+            None => out.push(path),
+            Some(known_value) => collect_unknown(&path, value, known_value, out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn nginx_mode() -> Vec<(String, String)> {
+        env(&[("TANDEM__STATIC__MODE", "nginx")])
+    }
+
+    #[test]
+    fn defaults_load_with_no_file_and_no_environment() {
+        let settings = Settings::load_from(None, &nginx_mode()).unwrap();
+        let mut expected = Settings::default();
+        expected.static_files.mode = StaticMode::Nginx;
+        assert_eq!(settings, expected);
+    }
+
+    #[test]
+    fn environment_lists_are_comma_separated() {
+        let mut vars = nginx_mode();
+        vars.extend(env(&[
+            ("TANDEM__PROXY__TRUSTED", "10.0.0.0/8, 192.168.1.1"),
+            ("TANDEM__STATIC__ENCODINGS", "gzip,br"),
+        ]));
+        let settings = Settings::load_from(None, &vars).unwrap();
+        assert_eq!(settings.proxy.trusted, vec!["10.0.0.0/8", "192.168.1.1"]);
+        assert_eq!(
+            settings.static_files.encodings,
+            vec![Encoding::Gzip, Encoding::Br]
+        );
+    }
+
+    #[test]
+    fn port_applies_unless_tandem_port_is_set() {
+        let mut vars = nginx_mode();
+        vars.push(("PORT".into(), "9001".into()));
+        assert_eq!(
+            Settings::load_from(None, &vars).unwrap().server.port,
+            9001
+        );
+        vars.push(("TANDEM__SERVER__PORT".into(), "9002".into()));
+        assert_eq!(
+            Settings::load_from(None, &vars).unwrap().server.port,
+            9002
+        );
+    }
+
+    #[test]
+    fn rejections_name_the_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("TANDEM__SERVER__PORT", "0", "server.port"),
+            ("TANDEM__SERVER__PORT", "70000", "server.port"),
+            ("TANDEM__SERVER__PORT", "eighty", "server.port"),
+            ("TANDEM__RATE_LIMIT__BURST", "0", "rate_limit.burst"),
+            ("TANDEM__PROXY__TRUSTED", "10.0.0.0/33", "proxy.trusted"),
+            ("TANDEM__SERVER__NOPE", "1", "server.nope"),
+            ("TANDEM__LOG__FORMAT", "xml", "log.format"),
+            ("TANDEM__STATIC__ENCODINGS", "br,deflate", "static.encodings"),
+            ("TANDEM__SERVER__HOST", "localhost", "server.host"),
+            ("TANDEM__RATE_LIMIT__IPV6_PREFIX", "129", "rate_limit.ipv6_prefix"),
+        ];
+        for (var, value, key) in cases {
+            let mut vars = nginx_mode();
+            vars.push((var.to_string(), value.to_string()));
+            let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+            assert!(err.contains(key), "{var}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn missing_root_in_app_mode_is_rejected() {
+        let vars = env(&[("TANDEM__STATIC__HTDOCS", "/definitely/not/here")]);
+        let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+        assert!(err.contains("static.htdocs"), "{err}");
+    }
+
+    #[test]
+    fn shipped_tandem_toml_documents_every_default() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tandem.toml"))
+            .unwrap();
+        // Every `# key = value` line under a `[section]` is a documented default: uncomment them.
+        let uncommented: String = text
+            .lines()
+            .map(|line| {
+                let trimmed = line.trim_start();
+                match trimmed.strip_prefix("# ") {
+                    Some(rest)
+                        if rest.contains(" = ")
+                            && rest.split(" = ").next().is_some_and(|k| {
+                                k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                            }) =>
+                    {
+                        rest.to_string()
+                    }
+                    _ => line.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let documented: Settings = toml::from_str(&uncommented).unwrap();
+        assert_eq!(documented, Settings::default());
+        // And no key is missing from the file.
+        let table: toml::Table = toml::from_str(&uncommented).unwrap();
+        let known = serde_json::to_value(Settings::default()).unwrap();
+        for (section, keys) in known.as_object().unwrap() {
+            for key in keys.as_object().unwrap().keys() {
+                assert!(
+                    table
+                        .get(section)
+                        .and_then(|s| s.get(key))
+                        .is_some(),
+                    "tandem.toml does not document {section}.{key}"
+                );
+            }
+        }
+    }
+}

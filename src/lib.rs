@@ -1,0 +1,21 @@
+//! tandem: one actix-web binary that serves a site's precompressed static files, its JSON API and
+//! a WebSocket endpoint, behind proxies or alone. See `SPEC.md` for the contract.
+
+pub mod access_log;
+pub mod body_limit;
+pub mod cli;
+pub mod client_ip;
+pub mod compression;
+pub mod config;
+pub mod error_pages;
+pub mod healthcheck;
+pub mod negotiate;
+pub mod problem;
+pub mod request_id;
+pub mod routes;
+pub mod shutdown;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use startup::Application;

@@ -1,0 +1,59 @@
+//! The `tandem` binary: command-line parsing and dispatch only.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tandem::{
+    Application, Settings,
+    cli::{Cli, Command},
+    config, healthcheck, telemetry,
+};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = config::config_file_path(cli.config.as_deref());
+    let settings = match Settings::load(file.as_deref()) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("tandem: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Check => {
+            println!("{}", settings.to_toml());
+            eprintln!(
+                "tandem: configuration OK ({})",
+                file.map_or("built-in defaults and environment".into(), |p| p
+                    .display()
+                    .to_string())
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck => match healthcheck::check(healthcheck::probe_address(&settings)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("tandem: healthcheck failed: {err}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn serve(settings: Settings) -> ExitCode {
+    telemetry::init(settings.log.format);
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings).map_err(|err| (err.exit_code(), err.to_string()))?;
+        app.run_until_stopped()
+            .await
+            .map_err(|err| (1, format!("the server failed: {err}")))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("tandem: {message}");
+            ExitCode::from(code as u8)
+        }
+    }
+}

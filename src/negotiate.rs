@@ -1,0 +1,176 @@
+//! Content negotiation as pure functions: `Accept-Encoding` (SPEC §5, also used for dynamic
+//! compression in §4) and whether an `Accept` header prefers HTML (for `404.html`).
+
+use crate::config::Encoding;
+
+/// One `token;q=x` item of a negotiation header. `None` when the q-value is malformed.
+fn parse_item(item: &str) -> Option<(&str, u16)> {
+    let mut parts = item.split(';');
+    let token = parts.next()?.trim();
+    if token.is_empty() {
+        return None;
+    }
+    let mut q = 1000;
+    for param in parts {
+        let (name, value) = param.split_once('=')?;
+        if name.trim().eq_ignore_ascii_case("q") {
+            q = parse_qvalue(value.trim())?;
+        }
+    }
+    Some((token, q))
+}
+
+/// An RFC 9110 qvalue in thousandths: `0`, `0.5`, `1.000`; anything else is `None`.
+fn parse_qvalue(value: &str) -> Option<u16> {
+    let (int, frac) = value.split_once('.').unwrap_or((value, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let frac_value = format!("{frac:0<3}").parse::<u16>().ok()?;
+    match int {
+        "0" => Some(frac_value),
+        "1" if frac_value == 0 => Some(1000),
+        _ => None,
+    }
+}
+
+/// The q-value (thousandths) `header` gives `token`: its own entry, else `*`'s, else `None`.
+fn qvalue_of(header: &str, token: &str) -> Option<u16> {
+    let mut star = None;
+    for (name, q) in header.split(',').filter_map(parse_item) {
+        if name.eq_ignore_ascii_case(token) {
+            return Some(q);
+        }
+        if name == "*" {
+            star = Some(q);
+        }
+    }
+    star
+}
+
+/// Picks the content coding for a response.
+///
+/// `preference` is the server's order (`static.encodings`); `available` says which codings this
+/// resource can be served in. Returns `None` for identity. Encodings win ties against an explicit
+/// `identity`; `q=0` forbids; `*` covers every coding the header does not name.
+pub fn choose_encoding(
+    accept_encoding: Option<&str>,
+    preference: &[Encoding],
+    available: impl Fn(Encoding) -> bool,
+) -> Option<Encoding> {
+    let header = accept_encoding?;
+    let mut best: Option<(Encoding, u16)> = None;
+    for &encoding in preference {
+        let Some(q) = qvalue_of(header, encoding.token()) else {
+            continue;
+        };
+        if q == 0 || !available(encoding) {
+            continue;
+        }
+        if best.is_none_or(|(_, best_q)| q > best_q) {
+            best = Some((encoding, q));
+        }
+    }
+    let (encoding, q) = best?;
+    let identity_q = header
+        .split(',')
+        .filter_map(parse_item)
+        .find(|(name, _)| name.eq_ignore_ascii_case("identity"))
+        .map(|(_, q)| q);
+    match identity_q {
+        Some(identity_q) if identity_q > q => None,
+        _ => Some(encoding),
+    }
+}
+
+/// True when the client explicitly asks for `text/html` at least as much as for JSON
+/// (browsers do; `curl` and API clients sending `*/*` or JSON do not).
+pub fn prefers_html(accept: Option<&str>) -> bool {
+    let Some(header) = accept else {
+        return false;
+    };
+    let mut html = 0;
+    let mut json = 0;
+    for (media, q) in header.split(',').filter_map(parse_item) {
+        let media = media.to_ascii_lowercase();
+        match media.as_str() {
+            "text/html" | "application/xhtml+xml" => html = html.max(q),
+            "application/json" | "application/problem+json" => json = json.max(q),
+            _ => {}
+        }
+    }
+    html > 0 && html >= json
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Encoding::*;
+
+    const PREF: &[Encoding] = &[Br, Zstd, Gzip];
+
+    #[test]
+    fn accept_encoding_table() {
+        let all = |_: Encoding| true;
+        let cases: &[(Option<&str>, Option<Encoding>)] = &[
+            (None, None),
+            (Some(""), None),
+            (Some("gzip"), Some(Gzip)),
+            (Some("gzip, br"), Some(Br)),
+            (Some("br, gzip"), Some(Br)),
+            (Some("gzip, deflate, br, zstd"), Some(Br)),
+            (Some("gzip;q=1.0, br;q=0.5"), Some(Gzip)),
+            (Some("br;q=0"), None),
+            (Some("br;q=0, gzip"), Some(Gzip)),
+            (Some("*"), Some(Br)),
+            (Some("*;q=0.5, br;q=0"), Some(Zstd)),
+            (Some("*;q=0"), None),
+            (Some("identity"), None),
+            (Some("gzip;q=0.5, identity"), None),
+            (Some("gzip, identity;q=0.5"), Some(Gzip)),
+            (Some("GZIP"), Some(Gzip)),
+            (Some(" br ; q=0.8 , gzip;q=0.8"), Some(Br)),
+            (Some("zstd;q=0.9, br;q=0.8"), Some(Zstd)),
+            (Some("br;q=2"), None),
+            (Some("br;q=abc, gzip"), Some(Gzip)),
+            (Some("br;q=0.0001"), None),
+            (Some(",,,"), None),
+            (Some("compress, deflate"), None),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(choose_encoding(*header, PREF, all), *expected, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn unavailable_or_unconfigured_encodings_are_never_chosen() {
+        assert_eq!(
+            choose_encoding(Some("br, gzip"), PREF, |e| e == Gzip),
+            Some(Gzip)
+        );
+        assert_eq!(choose_encoding(Some("br"), &[Gzip], |_| true), None);
+        assert_eq!(
+            choose_encoding(Some("br, gzip"), &[Gzip, Br], |_| true),
+            Some(Gzip)
+        );
+    }
+
+    #[test]
+    fn html_preference_table() {
+        let cases: &[(Option<&str>, bool)] = &[
+            (None, false),
+            (Some("*/*"), false),
+            (Some("application/json"), false),
+            (
+                Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+                true,
+            ),
+            (Some("text/html;q=0.5, application/json"), false),
+            (Some("text/html;q=0"), false),
+            (Some("TEXT/HTML"), true),
+        ];
+        for (header, expected) in cases {
+            assert_eq!(prefers_html(*header), *expected, "{header:?}");
+        }
+    }
+}

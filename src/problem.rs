@@ -1,0 +1,207 @@
+//! RFC 9457 problem details: the one error type every 4xx/5xx of tandem is rendered from (SPEC §4).
+
+use std::fmt;
+
+use actix_web::{
+    HttpResponse, ResponseError,
+    http::{
+        StatusCode,
+        header::{self, HeaderName, HeaderValue},
+    },
+};
+use serde_json::{Map, Value};
+
+use crate::request_id::{RequestMeta, X_CORRELATION_ID, X_REQUEST_ID};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An HTTP error: status, a human sentence, optional extra members and headers.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    status: StatusCode,
+    detail: String,
+    members: Map<String, Value>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    request: Option<RequestMeta>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: detail.into(),
+            members: Map::new(),
+            headers: Vec::new(),
+            request: None,
+        }
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, detail)
+    }
+
+    pub fn method_not_allowed(allow: &'static str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("this resource answers {allow} only"),
+        )
+        .with_header(header::ALLOW, HeaderValue::from_static(allow))
+    }
+
+    pub fn service_unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
+    }
+
+    /// Adds an extension member to the body (e.g. `retry_after`).
+    pub fn with_member(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.members.insert(key.to_string(), value.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Remembers the request's IDs, for a problem that is rendered after the request is gone.
+    pub fn for_request(mut self, meta: Option<RequestMeta>) -> Self {
+        self.request = meta;
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
+    /// The JSON body, with the request's ID when known.
+    pub fn body(&self, request_id: Option<&str>) -> Value {
+        let mut body = Map::new();
+        body.insert("type".into(), "about:blank".into());
+        body.insert(
+            "title".into(),
+            self.status.canonical_reason().unwrap_or("Error").into(),
+        );
+        body.insert("status".into(), self.status.as_u16().into());
+        body.insert("detail".into(), self.detail.clone().into());
+        if let Some(id) = request_id {
+            body.insert("request_id".into(), id.into());
+        }
+        for (key, value) in &self.members {
+            body.insert(key.clone(), value.clone());
+        }
+        Value::Object(body)
+    }
+
+    /// The full response: status, extra headers, problem+json body, and the request's IDs.
+    pub fn to_response(&self, request: Option<&RequestMeta>) -> HttpResponse {
+        let request = request.or(self.request.as_ref());
+        let mut response = HttpResponse::build(self.status);
+        response.content_type(PROBLEM_JSON);
+        response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        for (name, value) in &self.headers {
+            response.insert_header((name.clone(), value.clone()));
+        }
+        if let Some(meta) = request {
+            for (name, id) in [
+                (X_REQUEST_ID, &meta.request_id),
+                (X_CORRELATION_ID, &meta.correlation_id),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(id) {
+                    response.insert_header((name, value));
+                }
+            }
+        }
+        response.body(
+            self.body(request.map(|m| m.request_id.as_str()))
+                .to_string(),
+        )
+    }
+
+    /// The generic problem for a status produced by something other than tandem's own code
+    /// (actix's router, extractors, middleware).
+    pub fn from_status(status: StatusCode, cause: Option<String>) -> Self {
+        let detail = match status {
+            StatusCode::NOT_FOUND => "no route or file matches this path".to_string(),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                "the request body is larger than server.max_body_bytes allows".to_string()
+            }
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                "this resource accepts application/json bodies only".to_string()
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                "the server failed while handling this request; it has been logged".to_string()
+            }
+            _ => match cause.filter(|c| !c.trim().is_empty()) {
+                Some(cause) => cause,
+                None => status
+                    .canonical_reason()
+                    .unwrap_or("request failed")
+                    .to_string(),
+            },
+        };
+        Self::new(status, detail)
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        // Without `for_request`, the error-rendering middleware adds the IDs to the response.
+        self.to_response(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_the_rfc_9457_members_and_extensions() {
+        let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "slow down")
+            .with_member("retry_after", 3);
+        let body = problem.body(Some("abc"));
+        assert_eq!(body["type"], "about:blank");
+        assert_eq!(body["title"], "Too Many Requests");
+        assert_eq!(body["status"], 429);
+        assert_eq!(body["detail"], "slow down");
+        assert_eq!(body["request_id"], "abc");
+        assert_eq!(body["retry_after"], 3);
+    }
+
+    #[test]
+    fn method_not_allowed_carries_allow() {
+        let response = Problem::method_not_allowed("GET, HEAD").to_response(None);
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(response.headers().get(header::ALLOW).unwrap(), "GET, HEAD");
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            PROBLEM_JSON
+        );
+    }
+
+    #[test]
+    fn internal_errors_never_leak_their_cause() {
+        let problem = Problem::from_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some("secret database password".into()),
+        );
+        assert!(!problem.detail().contains("secret"));
+    }
+}
