@@ -126,7 +126,11 @@ pub async fn log_requests(
         .unwrap_or(LogFormat::Text);
     let started = Instant::now();
     let method = req.method().to_string();
-    let path = lossy(req.uri().path_and_query().map_or(b"/", |p| p.as_str().as_bytes()));
+    let path = lossy(
+        req.uri()
+            .path_and_query()
+            .map_or(b"/", |p| p.as_str().as_bytes()),
+    );
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

@@ -348,7 +348,9 @@ impl Settings {
         }
         let config = builder.build().map_err(|err| describe(err, file))?;
         check_unknown_keys(&config, file)?;
-        let settings: Settings = config.try_deserialize().map_err(|err| describe(err, file))?;
+        let settings: Settings = config
+            .try_deserialize()
+            .map_err(|err| describe(err, file))?;
         settings.validate()?;
         Ok(settings)
     }
@@ -373,7 +375,10 @@ impl Settings {
         }
         let positive: [(&str, u64); 6] = [
             ("server.keep_alive_secs", s.keep_alive_secs),
-            ("server.client_request_timeout_ms", s.client_request_timeout_ms),
+            (
+                "server.client_request_timeout_ms",
+                s.client_request_timeout_ms,
+            ),
             ("server.max_connections", s.max_connections as u64),
             ("server.backlog", u64::from(s.backlog)),
             ("server.max_body_bytes", s.max_body_bytes as u64),
@@ -433,7 +438,10 @@ impl Settings {
             ));
         }
         if rl.burst == 0 {
-            return Err(ConfigError::key("rate_limit.burst", "must be greater than 0"));
+            return Err(ConfigError::key(
+                "rate_limit.burst",
+                "must be greater than 0",
+            ));
         }
         if rl.ipv6_prefix == 0 || rl.ipv6_prefix > 128 {
             return Err(ConfigError::key(
@@ -512,7 +520,10 @@ fn describe(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
             unexpected,
             expected,
             ..
-        } => ConfigError::key(&key, format!("has a value of the wrong type: got {unexpected}, expected {expected}{source}")),
+        } => ConfigError::key(
+            &key,
+            format!("has a value of the wrong type: got {unexpected}, expected {expected}{source}"),
+        ),
         config::ConfigError::FileParse { cause, .. } => ConfigError::new(format!(
             "configuration file {} is not valid TOML: {}",
             file.map(|p| p.display().to_string()).unwrap_or_default(),
@@ -618,15 +629,9 @@ mod tests {
     fn port_applies_unless_tandem_port_is_set() {
         let mut vars = nginx_mode();
         vars.push(("PORT".into(), "9001".into()));
-        assert_eq!(
-            Settings::load_from(None, &vars).unwrap().server.port,
-            9001
-        );
+        assert_eq!(Settings::load_from(None, &vars).unwrap().server.port, 9001);
         vars.push(("TANDEM__SERVER__PORT".into(), "9002".into()));
-        assert_eq!(
-            Settings::load_from(None, &vars).unwrap().server.port,
-            9002
-        );
+        assert_eq!(Settings::load_from(None, &vars).unwrap().server.port, 9002);
     }
 
     #[test]
@@ -639,9 +644,17 @@ mod tests {
             ("TANDEM__PROXY__TRUSTED", "10.0.0.0/33", "proxy.trusted"),
             ("TANDEM__SERVER__NOPE", "1", "server.nope"),
             ("TANDEM__LOG__FORMAT", "xml", "log.format"),
-            ("TANDEM__STATIC__ENCODINGS", "br,deflate", "static.encodings"),
+            (
+                "TANDEM__STATIC__ENCODINGS",
+                "br,deflate",
+                "static.encodings",
+            ),
             ("TANDEM__SERVER__HOST", "localhost", "server.host"),
-            ("TANDEM__RATE_LIMIT__IPV6_PREFIX", "129", "rate_limit.ipv6_prefix"),
+            (
+                "TANDEM__RATE_LIMIT__IPV6_PREFIX",
+                "129",
+                "rate_limit.ipv6_prefix",
+            ),
         ];
         for (var, value, key) in cases {
             let mut vars = nginx_mode();
@@ -660,8 +673,8 @@ mod tests {
 
     #[test]
     fn shipped_tandem_toml_documents_every_default() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tandem.toml"))
-            .unwrap();
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tandem.toml")).unwrap();
         // Every `# key = value` line under a `[section]` is a documented default: uncomment them.
         let uncommented: String = text
             .lines()
@@ -689,10 +702,7 @@ mod tests {
         for (section, keys) in known.as_object().unwrap() {
             for key in keys.as_object().unwrap().keys() {
                 assert!(
-                    table
-                        .get(section)
-                        .and_then(|s| s.get(key))
-                        .is_some(),
+                    table.get(section).and_then(|s| s.get(key)).is_some(),
                     "tandem.toml does not document {section}.{key}"
                 );
             }

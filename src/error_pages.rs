@@ -16,7 +16,12 @@ use actix_web::{
     web,
 };
 
-use crate::{negotiate::prefers_html, problem::Problem, request_id::{RequestMeta, meta_of}, routes::KeepBody};
+use crate::{
+    negotiate::prefers_html,
+    problem::Problem,
+    request_id::{RequestMeta, meta_of},
+    routes::KeepBody,
+};
 
 /// The HTML page for 404s, when a document root has one.
 #[derive(Debug, Clone, Default)]
@@ -63,7 +68,11 @@ pub async fn render_errors(
             Some(problem) => problem.clone(),
             None => {
                 if status == StatusCode::INTERNAL_SERVER_ERROR {
-                    log::error!("500 on {} {}: {err}", res.request().method(), res.request().path());
+                    log::error!(
+                        "500 on {} {}: {err}",
+                        res.request().method(),
+                        res.request().path()
+                    );
                 }
                 Problem::from_status(status, Some(err.to_string()))
             }
@@ -79,7 +88,11 @@ pub async fn render_errors(
                 .get(header::ACCEPT)
                 .and_then(|v| v.to_str().ok()),
         ) {
-        match res.request().app_data::<web::Data<NotFoundPage>>().and_then(|p| p.0.clone()) {
+        match res
+            .request()
+            .app_data::<web::Data<NotFoundPage>>()
+            .and_then(|p| p.0.clone())
+        {
             Some(path) => tokio::fs::read(path).await.ok(),
             None => None,
         }

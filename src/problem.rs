@@ -174,8 +174,8 @@ mod tests {
 
     #[test]
     fn body_has_the_rfc_9457_members_and_extensions() {
-        let problem = Problem::new(StatusCode::TOO_MANY_REQUESTS, "slow down")
-            .with_member("retry_after", 3);
+        let problem =
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "slow down").with_member("retry_after", 3);
         let body = problem.body(Some("abc"));
         assert_eq!(body["type"], "about:blank");
         assert_eq!(body["title"], "Too Many Requests");

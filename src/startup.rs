@@ -261,8 +261,8 @@ fn bind(settings: &Settings) -> Result<TcpListener, StartError> {
     })?;
     let addr = SocketAddr::new(ip, settings.server.port);
     let fail = |source: io::Error| StartError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(fail)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
     socket.set_reuse_address(true).map_err(fail)?;
     if addr.is_ipv6() && ip.is_unspecified() {

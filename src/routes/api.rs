@@ -16,14 +16,13 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                     StatusCode::UNSUPPORTED_MEDIA_TYPE,
                     "send the body as Content-Type: application/json",
                 ),
-                JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-                    Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!(
-                            "the request body is larger than {limit} bytes (server.max_body_bytes)"
-                        ),
-                    )
-                }
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "the request body is larger than {limit} bytes (server.max_body_bytes)"
+                    ),
+                ),
                 JsonPayloadError::Deserialize(e) => {
                     Problem::bad_request(format!("the body is not valid JSON: {e}"))
                 }

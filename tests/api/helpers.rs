@@ -1,0 +1,213 @@
+//! Test harness: starts the real server, in-process on an ephemeral port (`spawn_app`) or as the
+//! compiled binary (`spawn_binary`) where signals, exit codes and stderr matter.
+
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tandem::{
+    Application, Settings, config::StaticMode, shutdown::Lifecycle, startup::ExtraRoutes,
+};
+
+/// A server running inside the test process.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub lifecycle: Arc<Lifecycle>,
+    pub client: reqwest::Client,
+    pub handle: actix_web::dev::ServerHandle,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request to the test server")
+    }
+}
+
+/// Settings for tests: port 0, the repository's fixtures as roots, nothing limited unless asked.
+pub fn test_settings() -> Settings {
+    let mut settings = Settings::default();
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.static_files.htdocs = fixtures().join("htdocs");
+    settings.static_files.public = fixtures().join("public");
+    settings
+}
+
+/// Settings in `nginx` mode (no roots needed).
+pub fn nginx_mode_settings() -> Settings {
+    let mut settings = test_settings();
+    settings.static_files.mode = StaticMode::Nginx;
+    settings
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub async fn spawn_app(settings: Settings) -> TestApp {
+    spawn_app_with(settings, Arc::new(|_| {})).await
+}
+
+pub async fn spawn_app_with(settings: Settings, extra: ExtraRoutes) -> TestApp {
+    let app = Application::build_with(settings, extra).expect("the test server builds");
+    let addr = app.local_addr();
+    let lifecycle = app.lifecycle();
+    let handle = app.handle();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("reqwest client");
+    TestApp {
+        addr,
+        lifecycle,
+        client,
+        handle,
+    }
+}
+
+/// A port that was free a moment ago (for the binary, which refuses port 0).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The compiled `tandem` binary, running as a child process.
+pub struct BinaryServer {
+    pub child: Child,
+    pub port: u16,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+pub fn tandem_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tandem"));
+    // Tests must not inherit a developer's configuration.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("TANDEM") || key == "PORT" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.current_dir(fixtures());
+    cmd
+}
+
+impl BinaryServer {
+    /// Starts `tandem serve` with `env` on a free port and waits until it answers.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let mut cmd = tandem_command();
+        cmd.arg("serve")
+            .env("TANDEM__SERVER__PORT", port.to_string())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn tandem");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let pipe = child.stderr.take().expect("stderr pipe");
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        let server = Self {
+            child,
+            port,
+            stderr,
+        };
+        server.wait_until_answering();
+        server
+    }
+
+    fn wait_until_answering(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = raw_get(self.port, "/healthz") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("tandem did not answer in time; stderr:\n{}", self.stderr());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill(2) with a pid we own; no memory is involved.
+        unsafe {
+            libc::kill(pid, signal);
+        }
+    }
+
+    /// Waits for the process to exit, returning its status code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal blocking HTTP/1.1 GET: (status, whole response text).
+pub fn raw_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    raw_request(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends `request` bytes as they are (no normalisation) and reads the answer to EOF.
+pub fn raw_request(port: u16, request: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Ok((status, text))
+}
