@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Everything tandem can be configured with. `Settings::default()` is the documented default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub app: AppSettings,
@@ -234,20 +234,6 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            app: AppSettings::default(),
-            server: ServerSettings::default(),
-            static_files: StaticSettings::default(),
-            proxy: ProxySettings::default(),
-            rate_limit: RateLimitSettings::default(),
-            websocket: WebSocketSettings::default(),
-            log: LogSettings::default(),
         }
     }
 }
@@ -524,11 +510,17 @@ fn describe(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
             &key,
             format!("has a value of the wrong type: got {unexpected}, expected {expected}{source}"),
         ),
-        config::ConfigError::FileParse { cause, .. } => ConfigError::new(format!(
-            "configuration file {} is not valid TOML: {}",
-            file.map(|p| p.display().to_string()).unwrap_or_default(),
-            cause.to_string().trim()
-        )),
+        config::ConfigError::FileParse { cause, .. } => {
+            // The TOML error draws a multi-line picture; keep its position and its verdict.
+            let text = cause.to_string();
+            let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+            let position = lines.next().unwrap_or("parse error");
+            let verdict = lines.next_back().unwrap_or_default();
+            ConfigError::new(format!(
+                "configuration file {} is not valid TOML ({position}): {verdict}",
+                file.map(|p| p.display().to_string()).unwrap_or_default(),
+            ))
+        }
         other => {
             let text = other.to_string();
             match text.split_once(" for key `") {
@@ -684,7 +676,9 @@ mod tests {
                     Some(rest)
                         if rest.contains(" = ")
                             && rest.split(" = ").next().is_some_and(|k| {
-                                k.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                                k.chars().all(|c| {
+                                    c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'
+                                })
                             }) =>
                     {
                         rest.to_string()

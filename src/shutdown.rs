@@ -128,11 +128,55 @@ impl Signals {
     }
 }
 
+/// The listening socket, seen from the stop sequence: it closes the door without dropping anyone
+/// standing in the doorway.
+///
+/// Closing a listener resets every connection the kernel has completed but the server has not yet
+/// accepted, and a listener left open while workers finish keeps queueing connections that will
+/// never be served. Both lose requests a client believes were accepted. So the gate first makes
+/// the kernel ignore new SYNs (a socket filter), lets the accept loop take what is queued, and
+/// only then shuts the socket: late clients retry their SYN and find the port closed.
+#[derive(Debug)]
+pub struct ListenerGate(std::net::TcpListener);
+
+impl ListenerGate {
+    pub fn new(listener: std::net::TcpListener) -> Self {
+        Self(listener)
+    }
+
+    /// New connection attempts (SYN without ACK) are dropped; established ones are untouched.
+    pub fn refuse_new_connections(&self) -> std::io::Result<()> {
+        use socket2::{SockFilter, SockRef};
+        // Classic BPF over the TCP header: load the flags byte, keep SYN and ACK, drop a bare SYN.
+        const BPF_LD_B_ABS: u16 = 0x30;
+        const BPF_ALU_AND_K: u16 = 0x54;
+        const BPF_JMP_JEQ_K: u16 = 0x15;
+        const BPF_RET_K: u16 = 0x06;
+        let program = [
+            SockFilter::new(BPF_LD_B_ABS, 0, 0, 13),
+            SockFilter::new(BPF_ALU_AND_K, 0, 0, 0x12),
+            SockFilter::new(BPF_JMP_JEQ_K, 0, 1, 0x02),
+            SockFilter::new(BPF_RET_K, 0, 0, 0),
+            SockFilter::new(BPF_RET_K, 0, 0, u32::MAX),
+        ];
+        SockRef::from(&self.0).attach_filter(&program)
+    }
+
+    /// Stops listening: from now on connection attempts are refused.
+    pub fn close(&self) -> std::io::Result<()> {
+        socket2::SockRef::from(&self.0).shutdown(std::net::Shutdown::Both)
+    }
+}
+
 /// Runs the SPEC §9 stop sequence when a signal arrives; a second signal exits at once.
 pub struct StopSequence {
     pub drain: Duration,
     pub timeout: Duration,
+    pub gate: Option<ListenerGate>,
 }
+
+/// Time the accept loop gets to take connections the kernel already queued.
+const ACCEPT_QUEUE_GRACE: Duration = Duration::from_millis(50);
 
 impl StopSequence {
     /// Installs the signal handlers now (so no signal is missed) and returns the task to spawn.
@@ -156,8 +200,21 @@ impl StopSequence {
                     tokio::time::sleep(self.drain).await;
                 }
                 log::info!("closing the listener and asking open WebSockets to leave");
+                if let Some(gate) = &self.gate
+                    && let Err(err) = gate.refuse_new_connections()
+                {
+                    log::warn!("cannot filter new connections before closing the listener: {err}");
+                }
+                tokio::time::sleep(ACCEPT_QUEUE_GRACE).await;
                 lifecycle.begin_stop();
-                server.stop(true).await;
+                let stopped = server.stop(true);
+                tokio::time::sleep(ACCEPT_QUEUE_GRACE).await;
+                if let Some(gate) = &self.gate
+                    && let Err(err) = gate.close()
+                {
+                    log::warn!("cannot close the listener: {err}");
+                }
+                stopped.await;
             };
             tokio::select! {
                 () = stop => {}

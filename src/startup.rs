@@ -27,7 +27,7 @@ use crate::{
     problem::Problem,
     request_id,
     routes::{self, api, health},
-    shutdown::{self, Lifecycle, StopSequence},
+    shutdown::{self, Lifecycle, ListenerGate, StopSequence},
 };
 
 /// What every handler can reach.
@@ -98,6 +98,7 @@ pub struct Application {
     local_addr: SocketAddr,
     lifecycle: Arc<Lifecycle>,
     settings: Arc<Settings>,
+    gate: Option<ListenerGate>,
 }
 
 impl Application {
@@ -108,6 +109,8 @@ impl Application {
     pub fn build_with(settings: Settings, extra: ExtraRoutes) -> Result<Self, StartError> {
         let listener = bind(&settings)?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
+        // A second handle on the same socket, so the stop sequence can close it on time.
+        let gate = listener.try_clone().ok().map(ListenerGate::new);
         let settings = Arc::new(settings);
         let lifecycle = Arc::new(Lifecycle::default());
         let state = web::Data::new(AppState {
@@ -199,6 +202,7 @@ impl Application {
             local_addr,
             lifecycle,
             settings,
+            gate,
         })
     }
 
@@ -233,6 +237,7 @@ impl Application {
         let stop = StopSequence {
             drain: Duration::from_secs(settings.server.shutdown_drain_secs),
             timeout: Duration::from_secs(settings.server.shutdown_timeout_secs),
+            gate: self.gate,
         }
         .install(self.lifecycle.clone(), self.server.handle())?;
         let stop_task = tokio::spawn(stop);

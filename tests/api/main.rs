@@ -3,4 +3,8 @@
 #[allow(dead_code)] // each test module uses part of the harness
 mod helpers;
 
+mod config_sources;
 mod health_and_routes;
+mod problem_details;
+mod request_metadata;
+mod start_and_stop;

@@ -1,0 +1,161 @@
+//! SPEC §4 errors: RFC 9457 problem+json for every error status, `404.html` for browsers, and
+//! panics that cost one request, not the server.
+
+use std::sync::Arc;
+
+use actix_web::web;
+use serde_json::Value;
+
+use crate::helpers::{nginx_mode_settings, spawn_app, spawn_app_with, test_settings};
+
+async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
+    assert_eq!(res.status(), status);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["type"], "about:blank");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    assert_eq!(body["request_id"], request_id);
+    body
+}
+
+#[tokio::test]
+async fn unknown_route_is_a_404_problem() {
+    let app = spawn_app(nginx_mode_settings()).await;
+    let body = assert_problem(app.get("/no/such/thing").await, 404).await;
+    assert_eq!(body["title"], "Not Found");
+}
+
+#[tokio::test]
+async fn browsers_get_the_404_page_when_it_exists() {
+    let app = spawn_app(test_settings()).await;
+    let res = app
+        .client
+        .get(app.url("/no/such/page"))
+        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let expected =
+        std::fs::read_to_string(crate::helpers::fixtures().join("htdocs/404.html")).unwrap();
+    assert_eq!(res.text().await.unwrap(), expected);
+}
+
+#[tokio::test]
+async fn wrong_method_is_a_405_problem_with_allow() {
+    let app = spawn_app(nginx_mode_settings()).await;
+    for (method, path, allow) in [
+        (reqwest::Method::POST, "/api/status", "GET, HEAD"),
+        (reqwest::Method::DELETE, "/json", "GET, HEAD"),
+        (reqwest::Method::PUT, "/healthz", "GET, HEAD"),
+        (reqwest::Method::GET, "/api/echo", "POST"),
+    ] {
+        let res = app
+            .client
+            .request(method, app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.headers()["allow"], allow, "{path}");
+        assert_problem(res, 405).await;
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_are_a_413_problem() {
+    let mut settings = nginx_mode_settings();
+    settings.server.max_body_bytes = 100;
+    let app = spawn_app(settings).await;
+    let big = format!("[\"{}\"]", "x".repeat(200));
+    // Declared length over the limit.
+    let res = app
+        .client
+        .post(app.url("/api/echo"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 413).await;
+    // Chunked body (no declared length) over the limit.
+    let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.into_bytes())]);
+    let res = app
+        .client
+        .post(app.url("/api/echo"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 413).await;
+}
+
+#[tokio::test]
+async fn wrong_media_type_is_a_415_problem() {
+    let app = spawn_app(nginx_mode_settings()).await;
+    let res = app
+        .client
+        .post(app.url("/api/echo"))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_problem(res, 415).await;
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_400_problem() {
+    let app = spawn_app(nginx_mode_settings()).await;
+    let res = app
+        .client
+        .post(app.url("/api/echo"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(res, 400).await;
+    assert!(body["detail"].as_str().unwrap().contains("JSON"), "{body}");
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_server_lives_on() {
+    let app = spawn_app_with(
+        nginx_mode_settings(),
+        Arc::new(|cfg: &mut web::ServiceConfig| {
+            cfg.route(
+                "/test/panic",
+                web::get().to(|| async {
+                    if true {
+                        panic!("deliberate test panic");
+                    }
+                    "unreachable"
+                }),
+            );
+        }),
+    )
+    .await;
+    // Keep one connection open across the panic: it must survive too.
+    let first = app.get("/json").await;
+    assert_eq!(first.status(), 200);
+    for _ in 0..4 {
+        let body = assert_problem(app.get("/test/panic").await, 500).await;
+        assert!(!body["detail"].as_str().unwrap().contains("deliberate"));
+    }
+    for _ in 0..10 {
+        assert_eq!(app.get("/json").await.status(), 200);
+    }
+    // A fresh client (fresh connections) is served too.
+    let fresh = reqwest::get(app.url("/healthz")).await.unwrap();
+    assert_eq!(fresh.status(), 200);
+}
