@@ -7,4 +7,5 @@ mod config_sources;
 mod health_and_routes;
 mod problem_details;
 mod request_metadata;
+mod server_settings;
 mod start_and_stop;
