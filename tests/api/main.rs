@@ -3,5 +3,6 @@
 #[allow(dead_code)] // each test module uses part of the harness
 mod helpers;
 
+mod container_equivalent;
 mod health_and_routes;
 mod nginx_end_to_end;
