@@ -4,5 +4,6 @@
 mod helpers;
 
 mod container_equivalent;
+mod deployment_files;
 mod health_and_routes;
 mod nginx_end_to_end;
