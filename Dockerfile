@@ -35,7 +35,29 @@ COPY public ./public
 RUN ./target/release/tandem precompress htdocs public
 
 
-FROM debian:bookworm-slim
+# nginx in front of tandem, for deploy/compose.yaml (static.mode = "nginx"): Debian's nginx with
+# the brotli_static module, nginx.conf.example pointed at the `tandem` service, and the same
+# precompressed site. Built only when asked for (`--target nginx`); `docker build .` skips it.
+FROM debian:bookworm-slim AS nginx
+# Unpinned on purpose: Debian's security updates replace the exact versions in the archive.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx libnginx-mod-http-brotli-static \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -sf /dev/stdout /var/log/nginx/access.log \
+    && ln -sf /dev/stderr /var/log/nginx/error.log
+COPY --from=build /src/htdocs /srv/tandem/htdocs
+COPY --from=build /src/public /srv/tandem/public
+COPY nginx.conf.example /etc/nginx/nginx.conf
+RUN sed -i -e 's/server 127.0.0.1:8080;/server tandem:8080;/' \
+        -e 's/server_name example.com;/server_name _;/' /etc/nginx/nginx.conf
+EXPOSE 80
+# SIGQUIT is nginx's graceful stop: it finishes the requests in flight.
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+
+
+FROM debian:bookworm-slim AS runtime
 
 # A fixed numeric uid, so `runAsNonRoot` checks (Kubernetes) can verify it without /etc/passwd.
 RUN groupadd --system --gid 10001 tandem \

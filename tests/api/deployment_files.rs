@@ -177,3 +177,21 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         "verify is silent when clean: {stderr}"
     );
 }
+
+/// The compose file's nginx stage edits nginx.conf.example with sed; each edit must still find
+/// its line, or the container would proxy to 127.0.0.1 inside itself.
+#[test]
+fn nginx_image_stage_edits_lines_the_example_still_has() {
+    let example = include_str!("../../nginx.conf.example");
+    for line in ["server 127.0.0.1:8080;", "server_name example.com;"] {
+        assert!(
+            DOCKERFILE.contains(&format!("'s/{line}/")),
+            "the nginx stage rewrites {line:?}"
+        );
+        assert_eq!(example.matches(line).count(), 1, "{line:?}");
+    }
+    let compose = include_str!("../../deploy/compose.yaml");
+    assert!(compose.contains("target: nginx") && compose.contains("target: runtime"));
+    assert!(DOCKERFILE.contains("AS nginx") && DOCKERFILE.contains("AS runtime"));
+    assert!(DOCKERIGNORE.lines().any(|l| l == "!nginx.conf.example"));
+}
