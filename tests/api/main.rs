@@ -4,7 +4,10 @@
 mod helpers;
 
 mod config_sources;
+mod container_equivalent;
+mod deployment_files;
 mod health_and_routes;
+mod nginx_end_to_end;
 mod problem_details;
 mod request_metadata;
 mod server_settings;

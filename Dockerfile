@@ -1,0 +1,90 @@
+# syntax=docker/dockerfile:1
+# tandem as a container (SPEC §10):
+#   docker build -t tandem .
+#   docker run --rm -p 8080:8080 tandem
+# Configuration is TANDEM__SECTION__KEY variables, e.g. -e TANDEM__RATE_LIMIT__PER_SECOND=20.
+#
+# Both stages are Debian 12 (bookworm), so the binary links against the glibc it was built with.
+# For reproducible builds, pin the digests too (rust:1.95.0-slim-bookworm@sha256:...), and let
+# Dependabot or Renovate move them.
+
+FROM rust:1.95.0-slim-bookworm AS build
+WORKDIR /src
+
+# Dependencies first, against placeholder sources: this layer (the slow part) is rebuilt only
+# when Cargo.toml or Cargo.lock change, not on every source edit.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+    && echo 'fn main() {}' > src/main.rs \
+    && touch src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src
+
+COPY src ./src
+# COPY keeps the context's timestamps, which can be older than the placeholder build: touch so
+# cargo rebuilds the crate itself.
+RUN touch src/main.rs src/lib.rs \
+    && cargo build --release --locked \
+    && strip target/release/tandem
+
+# The site, with .br/.gz/.zst siblings written at build time (brotli 11 is too slow to do per
+# request). Siblings in the build context are ignored (.dockerignore) and rebuilt here, so a
+# checkout's timestamps can never make one look stale.
+COPY htdocs ./htdocs
+COPY public ./public
+RUN ./target/release/tandem precompress htdocs public
+
+
+# nginx in front of tandem, for deploy/compose.yaml (static.mode = "nginx"): Debian's nginx with
+# the brotli_static module, nginx.conf.example pointed at the `tandem` service, and the same
+# precompressed site. Built only when asked for (`--target nginx`); `docker build .` skips it.
+FROM debian:bookworm-slim AS nginx
+# Unpinned on purpose: Debian's security updates replace the exact versions in the archive.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nginx libnginx-mod-http-brotli-static \
+    && rm -rf /var/lib/apt/lists/* \
+    && ln -sf /dev/stdout /var/log/nginx/access.log \
+    && ln -sf /dev/stderr /var/log/nginx/error.log
+COPY --from=build /src/htdocs /srv/tandem/htdocs
+COPY --from=build /src/public /srv/tandem/public
+COPY nginx.conf.example /etc/nginx/nginx.conf
+RUN sed -i -e 's/server 127.0.0.1:8080;/server tandem:8080;/' \
+        -e 's/server_name example.com;/server_name _;/' /etc/nginx/nginx.conf
+EXPOSE 80
+# SIGQUIT is nginx's graceful stop: it finishes the requests in flight.
+STOPSIGNAL SIGQUIT
+CMD ["nginx", "-g", "daemon off;"]
+
+
+FROM debian:bookworm-slim AS runtime
+
+# A fixed numeric uid, so `runAsNonRoot` checks (Kubernetes) can verify it without /etc/passwd.
+RUN groupadd --system --gid 10001 tandem \
+    && useradd --system --uid 10001 --gid tandem --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin tandem
+
+COPY --from=build /src/target/release/tandem /usr/local/bin/tandem
+WORKDIR /app
+# Owned by root: the server can read its site but never change it.
+COPY --from=build /src/htdocs ./htdocs
+COPY --from=build /src/public ./public
+
+# Listen on every interface inside the container; the port stays the default 8080, so a
+# platform's PORT variable (Cloud Run, Heroku) still applies.
+ENV TANDEM__SERVER__HOST=0.0.0.0 \
+    RUST_LOG=info
+
+USER 10001:10001
+EXPOSE 8080
+
+# `tandem healthcheck` reads the same configuration and asks /healthz: no curl in the image.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+    CMD ["tandem", "healthcheck"]
+
+# tandem is PID 1 (exec form, no shell in between) and handles SIGTERM itself: /readyz turns
+# 503, in-flight requests finish, WebSockets get 1001, exit 0. Give `docker stop` a --time above
+# server.shutdown_timeout_secs + server.shutdown_drain_secs (the default 10 s is below 15 s).
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["tandem"]
+CMD ["serve"]
