@@ -4,3 +4,4 @@
 mod helpers;
 
 mod health_and_routes;
+mod precompress_command;
