@@ -5,3 +5,4 @@ mod helpers;
 
 mod health_and_routes;
 mod precompress_command;
+mod shipped_site;
