@@ -181,34 +181,44 @@ struct Tree {
     incompressible: u64,
     /// Symlinks that lead outside their root, dangle, or lead to directories.
     symlinks_skipped: u64,
+    /// Directories and entries that could not be read.
+    errors: Vec<String>,
 }
 
 /// Walks `roots`: skips dotfiles and dot-directories, never leaves a root through a symlink and
-/// visits each directory once (roots may overlap).
-fn walk(roots: &[PathBuf]) -> Result<Tree, String> {
+/// visits each directory once (roots may overlap). A directory or entry that cannot be read is
+/// recorded as an error naming it, and the walk goes on.
+fn walk(roots: &[PathBuf]) -> Tree {
     let mut tree = Tree::default();
     let mut visited = HashSet::new();
     for root in roots {
-        let canonical_root = root
-            .canonicalize()
-            .map_err(|err| format!("cannot open {}: {err}", root.display()))?;
-        let mut pending = vec![root.clone()];
-        while let Some(dir) = pending.pop() {
-            let canonical_dir = dir
-                .canonicalize()
-                .map_err(|err| format!("cannot open {}: {err}", dir.display()))?;
-            if !visited.insert(canonical_dir) {
+        let canonical_root = match root.canonicalize() {
+            Ok(path) => path,
+            Err(err) => {
+                tree.errors.push(error_for(root, "open", err));
                 continue;
             }
-            let entries = std::fs::read_dir(&dir)
-                .map_err(|err| format!("cannot list {}: {err}", dir.display()))?;
-            let mut names: Vec<OsString> = Vec::new();
-            for entry in entries {
-                let entry = entry.map_err(|err| format!("cannot list {}: {err}", dir.display()))?;
-                names.push(entry.file_name());
+        };
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            match dir.canonicalize() {
+                Ok(canonical) => {
+                    if !visited.insert(canonical) {
+                        continue;
+                    }
+                }
+                Err(err) => {
+                    tree.errors.push(error_for(&dir, "open", err));
+                    continue;
+                }
             }
-            // Sorted, so output and errors come in the same order on every run.
-            names.sort();
+            let names = match list(&dir) {
+                Ok(names) => names,
+                Err(err) => {
+                    tree.errors.push(error_for(&dir, "list", err));
+                    continue;
+                }
+            };
             for name in names {
                 let Some(text) = name.to_str() else {
                     // tandem never serves a non-UTF-8 path (SPEC §5), so it needs no sibling.
@@ -218,8 +228,13 @@ fn walk(roots: &[PathBuf]) -> Result<Tree, String> {
                     continue;
                 }
                 let path = dir.join(&name);
-                let meta = std::fs::symlink_metadata(&path)
-                    .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+                let meta = match std::fs::symlink_metadata(&path) {
+                    Ok(meta) => meta,
+                    Err(err) => {
+                        tree.errors.push(error_for(&path, "read", err));
+                        continue;
+                    }
+                };
                 let is_file = if meta.file_type().is_symlink() {
                     match path.canonicalize() {
                         Ok(target) if target.starts_with(&canonical_root) && target.is_file() => {
@@ -253,7 +268,16 @@ fn walk(roots: &[PathBuf]) -> Result<Tree, String> {
             }
         }
     }
-    Ok(tree)
+    tree
+}
+
+/// The entry names of `dir`, sorted so output and errors come in the same order on every run.
+fn list(dir: &Path) -> io::Result<Vec<OsString>> {
+    let mut names = std::fs::read_dir(dir)?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()?;
+    names.sort();
+    Ok(names)
 }
 
 /// What happened (or, with `--check`, would happen) to one sibling.
@@ -485,7 +509,7 @@ impl Report {
         let mut out = String::new();
         let verb = if self.check { "to write" } else { "written" };
         out.push_str(&format!(
-            "{} compressible files; skipped {} not compressible or already compressed, {} symlinks leaving their root or not to a file\n",
+            "{} compressible files; skipped {} not compressible or already compressed and {} symlinks (out of the root, dangling or to a directory)\n",
             self.sources, self.incompressible, self.symlinks_skipped
         ));
         out.push_str(&format!(
@@ -586,13 +610,8 @@ async fn execute(options: Options, parallelism: usize) -> Report {
             .collect(),
         ..Report::default()
     };
-    let tree = match walk(&options.roots) {
-        Ok(tree) => tree,
-        Err(err) => {
-            report.errors.push(err);
-            return report;
-        }
-    };
+    let mut tree = walk(&options.roots);
+    report.errors.append(&mut tree.errors);
     report.sources = tree.sources.len() as u64;
     report.incompressible = tree.incompressible;
     report.symlinks_skipped = tree.symlinks_skipped;
