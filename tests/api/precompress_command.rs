@@ -494,3 +494,23 @@ fn a_sibling_that_cannot_be_written_fails_the_run_and_is_named() {
         stderr(&output)
     );
 }
+
+#[test]
+fn overlapping_directories_are_walked_once() {
+    let site = Site::new();
+    site.write("htdocs/index.html", text());
+    site.write("htdocs/docs/guide.html", text());
+    let htdocs = site.path("htdocs");
+    let docs = site.path("htdocs/docs");
+    let output = site.run(&[
+        htdocs.to_str().unwrap(),
+        docs.to_str().unwrap(),
+        htdocs.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).starts_with("2 compressible files"),
+        "{}",
+        stdout(&output)
+    );
+}
