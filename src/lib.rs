@@ -10,6 +10,7 @@ pub mod config;
 pub mod error_pages;
 pub mod healthcheck;
 pub mod negotiate;
+pub mod precompress;
 pub mod problem;
 pub mod request_id;
 pub mod routes;

@@ -6,7 +6,7 @@ use clap::Parser;
 use tandem::{
     Application, Settings,
     cli::{Cli, Command},
-    config, healthcheck, telemetry,
+    config, healthcheck, precompress, telemetry,
 };
 
 fn main() -> ExitCode {
@@ -38,6 +38,38 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Precompress(args) => run_precompress(args, &settings),
+    }
+}
+
+fn run_precompress(args: tandem::cli::PrecompressArgs, settings: &Settings) -> ExitCode {
+    let roots = if args.dirs.is_empty() {
+        vec![
+            settings.static_files.htdocs.clone(),
+            settings.static_files.public.clone(),
+        ]
+    } else {
+        args.dirs
+    };
+    let options = precompress::Options {
+        roots,
+        encodings: settings.static_files.encodings.clone(),
+        force: args.force,
+        check: args.check,
+        prune: args.prune,
+    };
+    match precompress::run(options) {
+        Ok(report) => {
+            for line in report.errors.iter().chain(&report.work) {
+                eprintln!("tandem: {line}");
+            }
+            print!("{}", report.summary());
+            ExitCode::from(report.exit_code())
+        }
+        Err(err) => {
+            eprintln!("tandem: {err}");
+            ExitCode::from(2)
+        }
     }
 }
 
