@@ -11,6 +11,7 @@ pub mod error_pages;
 pub mod healthcheck;
 pub mod negotiate;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 pub mod shutdown;
