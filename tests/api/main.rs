@@ -3,4 +3,6 @@
 #[allow(dead_code)] // each test module uses part of the harness
 mod helpers;
 
+mod client_ip_behind_proxies;
 mod health_and_routes;
+mod rate_limiting;
