@@ -210,10 +210,10 @@ impl RateLimit {
                     (before, this.limiter.len())
                 })
                 .await;
-                if let Ok((before, after)) = pruned {
-                    if before != after {
-                        log::debug!("rate limiter pruned idle clients: {before} -> {after} keys");
-                    }
+                if let Ok((before, after)) = pruned
+                    && before != after
+                {
+                    log::debug!("rate limiter pruned idle clients: {before} -> {after} keys");
                 }
             }
         }))
