@@ -1,5 +1,30 @@
 //! The real client address (SPEC §6): trusted proxies, the forwarded-header walk, and the
 //! `ClientIp` extractor that handlers, the access log and the rate limiter all use.
+//!
+//! How the address is decided, in one place:
+//! 1. The TCP peer is the answer unless it is in `proxy.trusted`; an untrusted peer's headers are
+//!    never read, so nobody on the open internet can choose their own address.
+//! 2. From a trusted peer, `proxy.real_ip_header` is read. `X-Forwarded-For` and `Forwarded`
+//!    (RFC 7239 `for=`) are one list over all their header lines, in order, walked from the
+//!    right: trusted addresses are skipped (nginx's `real_ip_recursive on`), the first untrusted
+//!    one is the client, and when all are trusted the leftmost is. A malformed, `unknown` or
+//!    obfuscated (`_hidden`) entry ends the walk at the last good address — the peer itself when
+//!    the rightmost entry is bad — because nothing left of a lie can be believed.
+//!    `X-Real-IP` must be exactly one address, else the peer is the answer.
+//! 3. Ports, brackets and quotes are stripped; IPv4-mapped IPv6 becomes IPv4.
+//!
+//! `X-Forwarded-Proto` is believed from trusted peers only, and kept as [`ForwardedProto`].
+//! Never use actix's `ConnectionInfo::realip_remote_addr()`: it believes any client's headers.
+//!
+//! The header grammars and the walk are pure functions in [`forwarded`] (std only, fuzzed);
+//! this file holds the policy: who is trusted, which header is read, and how handlers see it.
+
+pub mod forwarded;
+
+pub use forwarded::{
+    ForwardedProto, canonical, forwarded_for, parse_node, walk_from_right, x_forwarded_for,
+    x_forwarded_proto, x_real_ip,
+};
 
 use std::{
     future::{Ready, ready},
@@ -10,13 +35,18 @@ use actix_web::{
     Error, FromRequest, HttpMessage, HttpRequest,
     body::MessageBody,
     dev::{Payload, ServiceRequest, ServiceResponse},
-    http::header::HeaderMap,
+    http::header::{HeaderMap, HeaderName},
     middleware::Next,
     web,
 };
 use ipnet::IpNet;
 
 use crate::config::{ConfigError, RealIpHeader, Settings};
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The proxies whose forwarded headers are believed, and which header they set.
 #[derive(Debug, Clone)]
@@ -27,10 +57,14 @@ pub struct TrustedProxies {
 
 impl TrustedProxies {
     pub fn from_settings(settings: &Settings) -> Result<Self, ConfigError> {
-        Ok(Self {
-            networks: settings.trusted_networks()?,
-            header: settings.proxy.real_ip_header,
-        })
+        Ok(Self::new(
+            settings.trusted_networks()?,
+            settings.proxy.real_ip_header,
+        ))
+    }
+
+    pub fn new(networks: Vec<IpNet>, header: RealIpHeader) -> Self {
+        Self { networks, header }
     }
 
     pub fn is_trusted(&self, ip: IpAddr) -> bool {
@@ -41,16 +75,43 @@ impl TrustedProxies {
     /// The client address for a request that arrived from `peer` with `headers`.
     pub fn resolve(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         let peer = canonical(peer);
-        let _ = (headers, self.header);
-        peer
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let name = match self.header {
+            RealIpHeader::XForwardedFor => X_FORWARDED_FOR,
+            RealIpHeader::XRealIp => X_REAL_IP,
+            RealIpHeader::Forwarded => FORWARDED,
+        };
+        let lines: Vec<&[u8]> = headers.get_all(name).map(|v| v.as_bytes()).collect();
+        self.resolve_lines(peer, &lines)
     }
-}
 
-/// IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`) become plain IPv4.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
+    /// [`resolve`](Self::resolve) over the raw lines of the configured header, for a peer
+    /// already known to be trusted.
+    pub fn resolve_lines(&self, peer: IpAddr, lines: &[&[u8]]) -> IpAddr {
+        let peer = canonical(peer);
+        match self.header {
+            RealIpHeader::XRealIp => x_real_ip(lines).unwrap_or(peer),
+            RealIpHeader::XForwardedFor => {
+                walk_from_right(&x_forwarded_for(lines), peer, |ip| self.is_trusted(ip))
+            }
+            RealIpHeader::Forwarded => {
+                walk_from_right(&forwarded_for(lines), peer, |ip| self.is_trusted(ip))
+            }
+        }
+    }
+
+    /// The scheme the client used, when a trusted peer says so in `X-Forwarded-Proto`.
+    pub fn forwarded_proto(&self, peer: IpAddr, headers: &HeaderMap) -> Option<ForwardedProto> {
+        if !self.is_trusted(peer) {
+            return None;
+        }
+        let lines: Vec<&[u8]> = headers
+            .get_all(X_FORWARDED_PROTO)
+            .map(|v| v.as_bytes())
+            .collect();
+        x_forwarded_proto(&lines)
     }
 }
 
@@ -58,20 +119,34 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
+/// Everything known about the client: its address and, from a trusted proxy, its scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub forwarded_proto: Option<ForwardedProto>,
+}
+
 /// Middleware: resolves the client address once and stores it for everything downstream.
 pub async fn resolve(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let peer = req
-        .peer_addr()
-        .map(|addr| addr.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let client = match req.app_data::<web::Data<TrustedProxies>>() {
-        Some(proxies) => proxies.resolve(peer, req.headers()),
-        None => canonical(peer),
+    let peer = canonical(
+        req.peer_addr()
+            .map(|addr| addr.ip())
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+    );
+    let (client, proto) = match req.app_data::<web::Data<TrustedProxies>>() {
+        Some(proxies) => (
+            proxies.resolve(peer, req.headers()),
+            proxies.forwarded_proto(peer, req.headers()),
+        ),
+        None => (peer, None),
     };
     req.extensions_mut().insert(ClientIp(client));
+    if let Some(proto) = proto {
+        req.extensions_mut().insert(proto);
+    }
     next.call(req).await
 }
 
@@ -90,5 +165,78 @@ impl FromRequest for ClientIp {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(Ok(ClientIp(client_ip_of(req))))
+    }
+}
+
+impl FromRequest for ClientInfo {
+    type Error = Error;
+    type Future = Ready<Result<Self, Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Ok(ClientInfo {
+            ip: client_ip_of(req),
+            forwarded_proto: req.extensions().get::<ForwardedProto>().copied(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn proxies(trusted: &[&str], header: RealIpHeader) -> TrustedProxies {
+        TrustedProxies::new(trusted.iter().map(|n| n.parse().unwrap()).collect(), header)
+    }
+
+    #[test]
+    fn headers_of_untrusted_peers_are_never_read() {
+        let proxies = proxies(&["10.0.0.0/8"], RealIpHeader::XForwardedFor);
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, "203.0.113.1".parse().unwrap());
+        headers.insert(X_FORWARDED_PROTO, "https".parse().unwrap());
+        assert_eq!(
+            proxies.resolve(ip("198.51.100.9"), &headers),
+            ip("198.51.100.9")
+        );
+        assert_eq!(proxies.forwarded_proto(ip("198.51.100.9"), &headers), None);
+        assert_eq!(proxies.resolve(ip("10.1.2.3"), &headers), ip("203.0.113.1"));
+        assert_eq!(
+            proxies.forwarded_proto(ip("10.1.2.3"), &headers),
+            Some(ForwardedProto::Https)
+        );
+    }
+
+    #[test]
+    fn an_ipv4_mapped_peer_is_matched_as_ipv4() {
+        let proxies = proxies(&["127.0.0.1/32"], RealIpHeader::XRealIp);
+        let mut headers = HeaderMap::new();
+        headers.insert(X_REAL_IP, "203.0.113.1".parse().unwrap());
+        assert_eq!(
+            proxies.resolve(ip("::ffff:127.0.0.1"), &headers),
+            ip("203.0.113.1")
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_is_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, "203.0.113.1".parse().unwrap());
+        headers.insert(X_REAL_IP, "203.0.113.2".parse().unwrap());
+        headers.insert(FORWARDED, "for=203.0.113.3".parse().unwrap());
+        let peer = ip("127.0.0.1");
+        for (header, expected) in [
+            (RealIpHeader::XForwardedFor, "203.0.113.1"),
+            (RealIpHeader::XRealIp, "203.0.113.2"),
+            (RealIpHeader::Forwarded, "203.0.113.3"),
+        ] {
+            assert_eq!(
+                proxies(&["127.0.0.0/8"], header).resolve(peer, &headers),
+                ip(expected)
+            );
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod healthcheck;
 pub mod negotiate;
 pub mod precompress;
 pub mod problem;
+pub mod rate_limit;
 pub mod request_id;
 pub mod routes;
 pub mod shutdown;

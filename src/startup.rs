@@ -25,6 +25,7 @@ use crate::{
     config::{ConfigError, Settings, StaticMode},
     error_pages::{self, NotFoundPage},
     problem::Problem,
+    rate_limit::{self, Pruner, RateLimit},
     request_id,
     routes::{self, api, health},
     shutdown::{self, Lifecycle, ListenerGate, StopSequence},
@@ -99,6 +100,7 @@ pub struct Application {
     lifecycle: Arc<Lifecycle>,
     settings: Arc<Settings>,
     gate: Option<ListenerGate>,
+    _pruner: Option<Pruner>,
 }
 
 impl Application {
@@ -124,6 +126,10 @@ impl Application {
         let not_found_page = web::Data::new(NotFoundPage(
             Some(settings.static_files.htdocs.join("404.html")).filter(|p| p.is_file()),
         ));
+        // Built once, here, not in the per-worker factory: one limiter for the whole server.
+        let rate_limit = RateLimit::from_settings(&settings.rate_limit).map(Arc::new);
+        let pruner = rate_limit.as_ref().map(RateLimit::spawn_pruner);
+        let rate_limit = rate_limit.map(web::Data::from);
         let static_mode = settings.static_files.mode;
         let server_settings = &settings.server;
         let max_body_bytes = server_settings.max_body_bytes;
@@ -135,6 +141,11 @@ impl Application {
                 .app_data(log_format.clone())
                 .app_data(max_body.clone())
                 .app_data(not_found_page.clone())
+                .configure(|cfg| {
+                    if let Some(rate_limit) = &rate_limit {
+                        cfg.app_data(rate_limit.clone());
+                    }
+                })
                 .app_data(api::json_config(max_body_bytes))
                 .app_data(web::PayloadConfig::new(max_body_bytes))
                 .service(routes::get("/health", health::health))
@@ -166,9 +177,10 @@ impl Application {
                     }))
                 }))
                 // Read bottom-up, requests pass: IDs → client address → access log → draining →
-                // error shape → panics → body limit → routes.
+                // error shape → rate limit → panics → body limit → routes.
                 .wrap(from_fn(body_limit::enforce))
                 .wrap(CatchPanic::default())
+                .wrap(from_fn(rate_limit::limit))
                 .wrap(from_fn(error_pages::render_errors))
                 .wrap(from_fn(shutdown::close_when_draining))
                 .wrap(from_fn(access_log::log_requests))
@@ -203,6 +215,7 @@ impl Application {
             lifecycle,
             settings,
             gate,
+            _pruner: pruner,
         })
     }
 

@@ -43,6 +43,7 @@ pub fn test_settings() -> Settings {
     settings.server.workers = 2;
     settings.static_files.htdocs = fixtures().join("htdocs");
     settings.static_files.public = fixtures().join("public");
+    settings.rate_limit.enabled = false;
     settings
 }
 

@@ -3,6 +3,7 @@
 #[allow(dead_code)] // each test module uses part of the harness
 mod helpers;
 
+mod client_ip_behind_proxies;
 mod config_sources;
 mod container_equivalent;
 mod deployment_files;
@@ -10,6 +11,7 @@ mod health_and_routes;
 mod nginx_end_to_end;
 mod precompress_command;
 mod problem_details;
+mod rate_limiting;
 mod request_metadata;
 mod server_settings;
 mod shipped_site;
