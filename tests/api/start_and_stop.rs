@@ -132,8 +132,12 @@ fn a_second_signal_exits_at_once() {
 
 #[test]
 fn a_stop_under_steady_load_loses_no_accepted_request() {
-    let mut server =
-        BinaryServer::start(&[NGINX_MODE, ("TANDEM__SERVER__SHUTDOWN_DRAIN_SECS", "1")]);
+    // Every request must be answered 200: the limiter is not what this test is about.
+    let mut server = BinaryServer::start(&[
+        NGINX_MODE,
+        ("TANDEM__SERVER__SHUTDOWN_DRAIN_SECS", "1"),
+        ("TANDEM__RATE_LIMIT__ENABLED", "false"),
+    ]);
     let port = server.port;
     let stop = Arc::new(AtomicBool::new(false));
     let ok = Arc::new(AtomicUsize::new(0));
