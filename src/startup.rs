@@ -28,6 +28,7 @@ use crate::{
     request_id,
     routes::{self, api, health},
     shutdown::{self, Lifecycle, StopSequence},
+    static_files::{self, StaticFiles},
 };
 
 /// What every handler can reach.
@@ -121,7 +122,18 @@ impl Application {
         let not_found_page = web::Data::new(NotFoundPage(
             Some(settings.static_files.htdocs.join("404.html")).filter(|p| p.is_file()),
         ));
-        let static_mode = settings.static_files.mode;
+        // Start-up work `/startupz` waits for (SPEC §4, §9): roots resolved, siblings checked.
+        let static_files = match settings.static_files.mode {
+            StaticMode::App => {
+                let files = StaticFiles::new(&settings.static_files)?;
+                let report = static_files::scan::scan(&settings.static_files);
+                if let Some(summary) = report.summary() {
+                    log::warn!("{summary}");
+                }
+                Some(web::Data::new(files))
+            }
+            StaticMode::Nginx => None,
+        };
         let server_settings = &settings.server;
         let max_body_bytes = server_settings.max_body_bytes;
 
@@ -154,14 +166,14 @@ impl Application {
                         .wrap(from_fn(compression::compress_dynamic)),
                 )
                 .configure(|cfg| extra(cfg))
-                .default_service(web::to(move || async move {
-                    Err::<actix_web::HttpResponse, _>(Problem::not_found(match static_mode {
-                        StaticMode::App => "no route or file matches this path",
-                        StaticMode::Nginx => {
-                            "no route matches this path (static files are served by nginx)"
-                        }
-                    }))
-                }))
+                .default_service(match static_files.clone() {
+                    Some(files) => web::to(move |req| static_files::serve(req, files.clone())),
+                    None => web::to(|| async {
+                        Err::<actix_web::HttpResponse, _>(Problem::not_found(
+                            "no route matches this path (static files are served by nginx)",
+                        ))
+                    }),
+                })
                 // Read bottom-up, requests pass: IDs → client address → access log → draining →
                 // error shape → panics → body limit → routes.
                 .wrap(from_fn(body_limit::enforce))
