@@ -139,6 +139,14 @@ impl Entry {
     }
 }
 
+/// A sibling is stale when it is older than its original, compared in whole seconds: tools
+/// that copy the original's mtime onto the sibling (`brotli -k`, `gzip -k`, `touch -r`) keep
+/// only seconds or microseconds, which would otherwise make every fresh sibling look older.
+pub fn is_stale(sibling: SystemTime, original: SystemTime) -> bool {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    secs(sibling) < secs(original)
+}
+
 /// Index of an encoding in `Encoding::ALL`.
 pub fn encoding_index(encoding: Encoding) -> usize {
     Encoding::ALL
@@ -247,7 +255,7 @@ impl Builder<'_> {
             let sibling = Watched::now(PathBuf::from(sibling_path));
             if let Some(s) = sibling.stamp.filter(|s| s.is_file) {
                 any_sibling = true;
-                if s.modified < stamp.modified {
+                if is_stale(s.modified, stamp.modified) {
                     self.warn_stale(&sibling.path);
                 } else if self.inside(root, &sibling.path) {
                     siblings.push(representation(Some(encoding), &sibling.path, s, ""));

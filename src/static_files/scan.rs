@@ -6,7 +6,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::cache_control::content_type;
+use super::{cache_control::content_type, entry::is_stale};
 use crate::{
     compression::is_compressible,
     config::{Encoding, StaticSettings},
@@ -62,7 +62,7 @@ pub fn scan(settings: &StaticSettings) -> SiblingReport {
             for &encoding in &settings.encodings {
                 let sibling = sibling_path(file, encoding);
                 match self::modified(&sibling) {
-                    Some(at) if at < modified => report.stale.push(sibling),
+                    Some(at) if is_stale(at, modified) => report.stale.push(sibling),
                     Some(_) => {}
                     None if compressible => report.missing.push(sibling),
                     None => {}
@@ -87,6 +87,32 @@ pub fn shadowed_by_routes(settings: &StaticSettings) -> Vec<(PathBuf, String)> {
         shadowed.push((public, "/public/ (static.public)".to_string()));
     }
     shadowed
+}
+
+/// The warnings `tandem check` prints, one per line: each stale and missing sibling, each file
+/// shadowed by a route.
+pub fn check_warnings(settings: &StaticSettings) -> Vec<String> {
+    let report = scan(settings);
+    let mut lines = Vec::new();
+    for sibling in &report.stale {
+        lines.push(format!(
+            "{} is older than its original and will not be served; run `tandem precompress`",
+            sibling.display()
+        ));
+    }
+    for sibling in &report.missing {
+        lines.push(format!(
+            "{} is missing; the original will be compressed on the fly instead; run `tandem precompress`",
+            sibling.display()
+        ));
+    }
+    for (file, route) in shadowed_by_routes(settings) {
+        lines.push(format!(
+            "{} can never be served: the route {route} answers its path",
+            file.display()
+        ));
+    }
+    lines
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -4,3 +4,9 @@
 mod helpers;
 
 mod health_and_routes;
+mod static_files_caching;
+mod static_files_conditional;
+mod static_files_directories;
+mod static_files_headers;
+mod static_files_negotiation;
+mod static_files_safety;
