@@ -5,6 +5,7 @@
 #
 #   bench/static.sh                 # 3 rounds x 5 s per row and server (about 3 minutes)
 #   ROUNDS=1 DURATION=3 bench/static.sh
+#   TANDEM_BIN=/path/to/tandem bench/static.sh   # no build
 #
 # Needs root for apt-get only when nginx, its brotli module or wrk are missing.
 set -euo pipefail
@@ -27,11 +28,15 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-echo "building tandem (release)" >&2
-(cd "$REPO" && cargo build --release --quiet)
-TANDEM="$REPO/target/release/tandem"
+# TANDEM_BIN=path skips the build (e.g. to compare two binaries).
+TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
+if [ -z "${TANDEM_BIN:-}" ]; then
+    echo "building tandem (release)" >&2
+    (cd "$REPO" && cargo build --release --quiet)
+fi
 
 WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
+chmod 755 "$WORK"  # nginx workers run as an unprivileged user
 NGINX_PID=""
 TANDEM_PID=""
 cleanup() {
@@ -117,7 +122,7 @@ NGINX_PID=$!
     taskset -c "$SERVER_CPU" "$TANDEM" serve 2>"$WORK/tandem.log") &
 TANDEM_PID=$!
 
-wait_for() { for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/page.html" && return; sleep 0.1; done; echo "server on $1 did not start" >&2; exit 1; }
+wait_for() { for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/page.html" && return; sleep 0.1; done; echo "server on $1 did not start" >&2; cat "$WORK"/nginx/logs/error.log "$WORK"/tandem.log >&2; exit 1; }
 wait_for "$NGINX_PORT"
 wait_for "$TANDEM_PORT"
 NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)

@@ -96,16 +96,28 @@ mod tests {
 
     #[test]
     fn cache_control_by_root_name_and_kind() {
-        let mut settings = StaticSettings::default();
-        settings.public_max_age_secs = 120;
-        settings.html_cache_control = "no-cache, must-revalidate".into();
+        let settings = StaticSettings {
+            public_max_age_secs: 120,
+            html_cache_control: "no-cache, must-revalidate".into(),
+            ..StaticSettings::default()
+        };
         let policy = CachePolicy::from_settings(&settings);
         let cases = [
             (Root::Public, "app.3f9a2c1b.js", false, IMMUTABLE),
             (Root::Public, "app.js", false, "public, max-age=120"),
             (Root::Public, "page.html", true, "no-cache, must-revalidate"),
-            (Root::Htdocs, "app.3f9a2c1b.js", false, "public, max-age=120"),
-            (Root::Htdocs, "index.html", true, "no-cache, must-revalidate"),
+            (
+                Root::Htdocs,
+                "app.3f9a2c1b.js",
+                false,
+                "public, max-age=120",
+            ),
+            (
+                Root::Htdocs,
+                "index.html",
+                true,
+                "no-cache, must-revalidate",
+            ),
             (Root::Htdocs, "robots.txt", false, "public, max-age=120"),
         ];
         for (root, name, html, expected) in cases {

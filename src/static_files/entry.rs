@@ -72,7 +72,7 @@ pub enum Kind {
     NotFound,
     /// A directory with an `index.html`, asked for without the trailing slash: its URL.
     Redirect(String),
-    File(FileEntry),
+    File(Box<FileEntry>),
 }
 
 /// One way of sending a file: the original or one of its encodings.
@@ -87,7 +87,9 @@ pub struct Representation {
 
 impl Representation {
     pub fn len(&self) -> u64 {
-        self.body.as_ref().map_or(self.stamp.len, |b| b.len() as u64)
+        self.body
+            .as_ref()
+            .map_or(self.stamp.len, |b| b.len() as u64)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -195,8 +197,8 @@ impl Builder<'_> {
             Some(stamp) if stamp.is_file => self.file(target.root, candidate, Vec::new()),
             Some(_) => {
                 let index = candidate.join("index.html");
-                let is_index = Stamp::of(&index).is_some_and(|s| s.is_file)
-                    && self.inside(root, &index);
+                let is_index =
+                    Stamp::of(&index).is_some_and(|s| s.is_file) && self.inside(root, &index);
                 let watched = vec![Watched::now(candidate), Watched::now(index)];
                 let kind = if is_index {
                     Kind::Redirect(target.directory_url())
@@ -285,7 +287,7 @@ impl Builder<'_> {
             compressed: Default::default(),
         };
         Entry {
-            kind: Kind::File(file),
+            kind: Kind::File(Box::new(file)),
             watched,
         }
     }

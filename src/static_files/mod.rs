@@ -92,13 +92,16 @@ impl StaticFiles {
     ///
     /// A miss stats and reads small files on the worker thread, like nginx does: they are local
     /// files of at most [`entry::MAX_CACHED_FILE_BYTES`], and a hit never does it again.
-    fn lookup(&self, raw_path: &str) -> Result<Arc<Cached>, Problem> {
+    /// Errors are boxed: they are the cold path, and `Problem` is large.
+    fn lookup(&self, raw_path: &str) -> Result<Arc<Cached>, Box<Problem>> {
         if let Lookup::Fresh(cached) = self.cache.get(raw_path) {
             return Ok(cached);
         }
-        let target = resolve(raw_path).map_err(|refusal| match refusal {
-            Refusal::BadRequest(why) => Problem::bad_request(why),
-            Refusal::Hidden => Problem::not_found("no route or file matches this path"),
+        let target = resolve(raw_path).map_err(|refusal| {
+            Box::new(match refusal {
+                Refusal::BadRequest(why) => Problem::bad_request(why),
+                Refusal::Hidden => Problem::not_found("no route or file matches this path"),
+            })
         })?;
         let entry = Builder {
             htdocs: &self.htdocs,
@@ -113,14 +116,17 @@ impl StaticFiles {
 }
 
 /// The handler behind every path no route claims.
-pub async fn serve(req: HttpRequest, files: web::Data<StaticFiles>) -> Result<HttpResponse, Problem> {
+pub async fn serve(
+    req: HttpRequest,
+    files: web::Data<StaticFiles>,
+) -> Result<HttpResponse, Problem> {
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
         return Err(Problem::method_not_allowed("GET, HEAD"));
     }
     // A large file can change between lookup and open; the entry is rebuilt and tried again.
     for _ in 0..3 {
-        let cached = files.lookup(req.path())?;
+        let cached = files.lookup(req.path()).map_err(|p| *p)?;
         match &cached.entry.kind {
             Kind::NotFound => {
                 return Err(Problem::not_found("no route or file matches this path"));
@@ -147,7 +153,7 @@ pub async fn serve(req: HttpRequest, files: web::Data<StaticFiles>) -> Result<Ht
     ))
 }
 
-fn header_str<'r>(req: &'r HttpRequest, name: HeaderName) -> Option<&'r str> {
+fn header_str(req: &HttpRequest, name: HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -208,7 +214,7 @@ async fn respond(
     let range = if head || streamed.is_some() {
         None
     } else {
-        requested_range(req, file, etag_str, len)?
+        requested_range(req, file, etag_str, len).map_err(|p| *p)?
     };
 
     let mut res = HttpResponse::build(if range.is_some() {
@@ -233,10 +239,7 @@ async fn respond(
     }
     let (start, end) = match range {
         Some((start, end)) => {
-            res.insert_header((
-                header::CONTENT_RANGE,
-                format!("bytes {start}-{end}/{len}"),
-            ));
+            res.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")));
             (start, end)
         }
         None => (0, len.saturating_sub(1)),
@@ -287,7 +290,7 @@ fn requested_range(
     file: &FileEntry,
     etag: &str,
     len: u64,
-) -> Result<Option<(u64, u64)>, Problem> {
+) -> Result<Option<(u64, u64)>, Box<Problem>> {
     let Some(range) = header_str(req, header::RANGE) else {
         return Ok(None);
     };
@@ -305,14 +308,16 @@ fn requested_range(
     match parse_range(range, len) {
         RangeRequest::Ignore => Ok(None),
         RangeRequest::Satisfiable { start, end } => Ok(Some((start, end))),
-        RangeRequest::Unsatisfiable => Err(Problem::new(
-            StatusCode::RANGE_NOT_SATISFIABLE,
-            format!("the range is outside the {len} bytes of this representation"),
-        )
-        .with_header(
-            header::CONTENT_RANGE,
-            HeaderValue::from_str(&format!("bytes */{len}"))
-                .unwrap_or_else(|_| HeaderValue::from_static("bytes */0")),
+        RangeRequest::Unsatisfiable => Err(Box::new(
+            Problem::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                format!("the range is outside the {len} bytes of this representation"),
+            )
+            .with_header(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}"))
+                    .unwrap_or_else(|_| HeaderValue::from_static("bytes */0")),
+            ),
         )),
     }
 }
@@ -420,4 +425,3 @@ impl MessageBody for HeadBody {
         Poll::Ready(None)
     }
 }
-

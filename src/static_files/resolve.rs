@@ -40,8 +40,9 @@ pub fn resolve(raw_path: &str) -> Result<Target, Refusal> {
     let mut segments = Vec::new();
     // Splitting before decoding keeps `%2f` inside its segment, where it is refused below.
     for raw in rest.split('/').filter(|s| !s.is_empty()) {
-        let decoded = percent_decode(raw)
-            .ok_or(Refusal::BadRequest("the request path has a malformed percent-escape"))?;
+        let decoded = percent_decode(raw).ok_or(Refusal::BadRequest(
+            "the request path has a malformed percent-escape",
+        ))?;
         let segment = String::from_utf8(decoded)
             .map_err(|_| Refusal::BadRequest("the request path is not valid UTF-8"))?;
         if segment == "." || segment == ".." {

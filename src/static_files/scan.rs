@@ -145,7 +145,8 @@ fn sibling_path(file: &Path, encoding: Encoding) -> PathBuf {
 /// `x.css.br` beside `x.css` is a sibling, not a file of its own.
 fn is_sibling(file: &Path) -> bool {
     Encoding::ALL.iter().any(|e| {
-        file.extension().is_some_and(|ext| ext == e.extension()) && file.with_extension("").is_file()
+        file.extension().is_some_and(|ext| ext == e.extension())
+            && file.with_extension("").is_file()
     })
 }
 

@@ -268,8 +268,7 @@ fn copy_tree(from: &Path, to: &Path, when: std::time::SystemTime) {
         let kind = entry.file_type().unwrap();
         let target = to.join(entry.file_name());
         if kind.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target)
-                .unwrap();
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
         } else if kind.is_dir() {
             copy_tree(&entry.path(), &target, when);
         } else {
@@ -293,7 +292,10 @@ pub async fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
     match encoding {
         None => out.extend_from_slice(body),
         Some("br") => {
-            BrotliDecoder::new(body).read_to_end(&mut out).await.unwrap();
+            BrotliDecoder::new(body)
+                .read_to_end(&mut out)
+                .await
+                .unwrap();
         }
         Some("zstd") => {
             ZstdDecoder::new(body).read_to_end(&mut out).await.unwrap();

@@ -26,8 +26,17 @@ async fn other_assets_get_the_configured_max_age() {
     let mut settings = roots.settings();
     settings.static_files.public_max_age_secs = 600;
     let app = spawn_app(settings).await;
-    for path in ["/public/app.js", "/public/css/site.css", "/robots.txt", "/logo.png"] {
-        assert_eq!(cache_control(&app, path).await, "public, max-age=600", "{path}");
+    for path in [
+        "/public/app.js",
+        "/public/css/site.css",
+        "/robots.txt",
+        "/logo.png",
+    ] {
+        assert_eq!(
+            cache_control(&app, path).await,
+            "public, max-age=600",
+            "{path}"
+        );
     }
 }
 
@@ -99,7 +108,10 @@ async fn new_and_removed_siblings_are_seen_within_a_second() {
     assert_eq!(br(&app).await.unwrap().headers()["content-encoding"], "br");
     std::fs::remove_file(roots.htdocs().join("page.html.br")).unwrap();
     tokio::time::sleep(EDIT_VISIBLE).await;
-    assert_eq!(br(&app).await.unwrap().headers()["content-encoding"], "gzip");
+    assert_eq!(
+        br(&app).await.unwrap().headers()["content-encoding"],
+        "gzip"
+    );
 
     // A sibling appearing for a file that had none replaces on-the-fly compression.
     let css = roots.public().join("css/site.css");

@@ -61,8 +61,8 @@ async fn if_modified_since_answers_304_unless_the_file_is_newer() {
     assert_eq!(res.headers()["last-modified"], last_modified.as_str());
     assert!(res.headers().get("etag").is_some());
 
-    let before = httpdate::parse_http_date(&last_modified).unwrap()
-        - std::time::Duration::from_secs(10);
+    let before =
+        httpdate::parse_http_date(&last_modified).unwrap() - std::time::Duration::from_secs(10);
     let res = get(
         &app,
         "/logo.png",
@@ -89,7 +89,12 @@ async fn if_match_failure_is_412() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
     let (etag, _) = validators(&app, "/logo.png", "").await;
-    assert_eq!(get(&app, "/logo.png", &[("if-match", &etag)]).await.status(), 200);
+    assert_eq!(
+        get(&app, "/logo.png", &[("if-match", &etag)])
+            .await
+            .status(),
+        200
+    );
     let res = get(&app, "/logo.png", &[("if-match", "\"other\"")]).await;
     assert_eq!(res.status(), 412);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
@@ -120,7 +125,10 @@ async fn range_is_served_over_the_bytes_of_the_chosen_representation() {
             res.headers()["content-range"],
             format!("bytes {start}-{end}/{len}")
         );
-        assert_eq!(res.headers()["content-length"], (end - start + 1).to_string());
+        assert_eq!(
+            res.headers()["content-length"],
+            (end - start + 1).to_string()
+        );
         assert_eq!(res.bytes().await.unwrap(), br[start..=end], "{range}");
     }
 }

@@ -74,7 +74,10 @@ async fn public_root_with_an_index_redirects_and_serves_it() {
     let res = app.get("/public").await;
     assert_eq!(res.status(), 301);
     assert_eq!(res.headers()["location"], "/public/");
-    assert_eq!(app.get("/public/").await.text().await.unwrap(), "<p>assets</p>\n");
+    assert_eq!(
+        app.get("/public/").await.text().await.unwrap(),
+        "<p>assets</p>\n"
+    );
 }
 
 #[tokio::test]

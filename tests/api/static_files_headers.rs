@@ -31,7 +31,12 @@ async fn content_type_declares_utf8_for_text_and_javascript_only() {
 async fn every_file_answer_has_validators_ranges_nosniff_and_no_attachment() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
-    for path in ["/page.html", "/logo.png", "/public/app.3f9a2c1b.js", "/data.json"] {
+    for path in [
+        "/page.html",
+        "/logo.png",
+        "/public/app.3f9a2c1b.js",
+        "/data.json",
+    ] {
         for accept in ["", "br, gzip"] {
             let res = app
                 .client
@@ -126,7 +131,11 @@ async fn each_representation_has_its_own_etag() {
 async fn head_answers_the_same_headers_without_a_body() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
-    for (path, accept) in [("/page.html", "br"), ("/logo.png", ""), ("/data.json", "gzip")] {
+    for (path, accept) in [
+        ("/page.html", "br"),
+        ("/logo.png", ""),
+        ("/data.json", "gzip"),
+    ] {
         let get = app
             .client
             .get(app.url(path))
@@ -152,7 +161,11 @@ async fn head_answers_the_same_headers_without_a_body() {
             "vary",
             "accept-ranges",
         ] {
-            assert_eq!(get.headers().get(name), head.headers().get(name), "{path} {name}");
+            assert_eq!(
+                get.headers().get(name),
+                head.headers().get(name),
+                "{path} {name}"
+            );
         }
         assert!(head.bytes().await.unwrap().is_empty());
     }

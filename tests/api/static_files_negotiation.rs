@@ -46,7 +46,11 @@ async fn accept_encoding_picks_the_best_fresh_sibling() {
         assert_eq!(res.status(), 200, "{accept:?}");
         let got = encoding_of(&res);
         assert_eq!(got.as_deref(), *expected, "{accept:?}");
-        let length: usize = res.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        let length: usize = res.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let body = res.bytes().await.unwrap();
         assert_eq!(body.len(), length, "{accept:?}");
         let file = match expected {
@@ -121,7 +125,10 @@ async fn stale_brotli_sibling_is_never_served() {
     assert_eq!(encoding_of(&res), None);
     assert_eq!(res.headers()["vary"], "accept-encoding");
     let body = res.bytes().await.unwrap();
-    assert_eq!(body, std::fs::read(roots.htdocs().join("page.html")).unwrap());
+    assert_eq!(
+        body,
+        std::fs::read(roots.htdocs().join("page.html")).unwrap()
+    );
 
     // The fresh gzip sibling still is served.
     let res = app
@@ -171,7 +178,11 @@ async fn compressible_file_without_siblings_is_compressed_on_the_fly() {
         assert_eq!(res.status(), 200);
         assert_eq!(encoding_of(&res).as_deref(), Some(accept));
         assert_eq!(res.headers()["vary"], "accept-encoding");
-        let length: usize = res.headers()["content-length"].to_str().unwrap().parse().unwrap();
+        let length: usize = res.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let body = res.bytes().await.unwrap();
         assert_eq!(body.len(), length);
         assert!(body.len() < original.len());
@@ -274,11 +285,16 @@ fn stale_siblings_are_warned_about_once_and_summarised_at_start_up() {
         ("TANDEM__STATIC__PUBLIC", public.as_str()),
         ("RUST_LOG", "warn"),
     ]);
-    let request = "GET /page.html HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n";
+    let request =
+        "GET /page.html HTTP/1.1\r\nHost: x\r\nAccept-Encoding: br\r\nConnection: close\r\n\r\n";
     for _ in 0..3 {
         let (status, response) = crate::helpers::raw_request(server.port, request).unwrap();
         assert_eq!(status, 200);
-        assert!(!response.to_ascii_lowercase().contains("content-encoding: br"));
+        assert!(
+            !response
+                .to_ascii_lowercase()
+                .contains("content-encoding: br")
+        );
     }
     // Another spelling of the same path builds another cache entry; still one warning.
     std::thread::sleep(Duration::from_millis(600));

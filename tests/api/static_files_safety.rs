@@ -81,7 +81,9 @@ async fn dotfiles_and_dot_directories_are_404() {
             status == 404 || (status == 400 && path.contains("..")),
             "{path}: {status}"
         );
-        assert!(!raw_body(&response).contains("SECRET=") && !raw_body(&response).contains("hidden"));
+        assert!(
+            !raw_body(&response).contains("SECRET=") && !raw_body(&response).contains("hidden")
+        );
     }
 }
 
@@ -111,7 +113,10 @@ async fn symlinks_leading_outside_a_root_are_404() {
         let res = app.get(path).await;
         assert_eq!(res.status(), 404, "{path}");
         let body = res.text().await.unwrap();
-        assert!(!body.contains("OUTSIDE") && !body.contains("SECRET"), "{path}");
+        assert!(
+            !body.contains("OUTSIDE") && !body.contains("SECRET"),
+            "{path}"
+        );
     }
     let res = app
         .client
