@@ -17,6 +17,7 @@ pub mod request_id;
 pub mod routes;
 pub mod shutdown;
 pub mod startup;
+pub mod static_files;
 pub mod telemetry;
 
 pub use config::Settings;

@@ -6,7 +6,7 @@ use clap::Parser;
 use tandem::{
     Application, Settings,
     cli::{Cli, Command},
-    config, healthcheck, precompress, telemetry,
+    config, healthcheck, precompress, static_files, telemetry,
 };
 
 fn main() -> ExitCode {
@@ -23,6 +23,11 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Check => {
             println!("{}", settings.to_toml());
+            if settings.static_files.mode == config::StaticMode::App {
+                for warning in static_files::scan::check_warnings(&settings.static_files) {
+                    eprintln!("tandem: warning: {warning}");
+                }
+            }
             eprintln!(
                 "tandem: configuration OK ({})",
                 file.map_or("built-in defaults and environment".into(), |p| p

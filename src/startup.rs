@@ -29,6 +29,7 @@ use crate::{
     request_id,
     routes::{self, api, health},
     shutdown::{self, Lifecycle, ListenerGate, StopSequence},
+    static_files::{self, StaticFiles},
 };
 
 /// What every handler can reach.
@@ -130,7 +131,18 @@ impl Application {
         let rate_limit = RateLimit::from_settings(&settings.rate_limit).map(Arc::new);
         let pruner = rate_limit.as_ref().map(RateLimit::spawn_pruner);
         let rate_limit = rate_limit.map(web::Data::from);
-        let static_mode = settings.static_files.mode;
+        // Start-up work `/startupz` waits for (SPEC §4, §9): roots resolved, siblings checked.
+        let static_files = match settings.static_files.mode {
+            StaticMode::App => {
+                let files = StaticFiles::new(&settings.static_files)?;
+                let report = static_files::scan::scan(&settings.static_files);
+                if let Some(summary) = report.summary() {
+                    log::warn!("{summary}");
+                }
+                Some(web::Data::new(files))
+            }
+            StaticMode::Nginx => None,
+        };
         let server_settings = &settings.server;
         let max_body_bytes = server_settings.max_body_bytes;
 
@@ -168,14 +180,14 @@ impl Application {
                         .wrap(from_fn(compression::compress_dynamic)),
                 )
                 .configure(|cfg| extra(cfg))
-                .default_service(web::to(move || async move {
-                    Err::<actix_web::HttpResponse, _>(Problem::not_found(match static_mode {
-                        StaticMode::App => "no route or file matches this path",
-                        StaticMode::Nginx => {
-                            "no route matches this path (static files are served by nginx)"
-                        }
-                    }))
-                }))
+                .default_service(match static_files.clone() {
+                    Some(files) => web::to(move |req| static_files::serve(req, files.clone())),
+                    None => web::to(|| async {
+                        Err::<actix_web::HttpResponse, _>(Problem::not_found(
+                            "no route matches this path (static files are served by nginx)",
+                        ))
+                    }),
+                })
                 // Read bottom-up, requests pass: IDs → client address → access log → draining →
                 // error shape → rate limit → panics → body limit → routes.
                 .wrap(from_fn(body_limit::enforce))

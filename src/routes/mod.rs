@@ -7,6 +7,19 @@ use actix_web::{HttpResponse, guard, web};
 
 use crate::problem::Problem;
 
+/// Every path a route answers (SPEC §4). Routes win over files with the same path, so
+/// `tandem check` warns about files here. Keep in step with `startup.rs`.
+pub const ROUTE_PATHS: &[&str] = &[
+    "/health",
+    "/healthz",
+    "/readyz",
+    "/startupz",
+    "/json",
+    "/socket",
+    "/api/status",
+    "/api/echo",
+];
+
 /// Marks a non-2xx response whose body is part of the contract (probe answers), so the error
 /// renderer leaves it as it is.
 #[derive(Debug, Clone, Copy)]

@@ -212,3 +212,99 @@ pub fn raw_request(port: u16, request: &str) -> std::io::Result<(u16, String)> {
         .unwrap_or(0);
     Ok((status, text))
 }
+
+/// A private copy of `tests/fixtures` that a test may change (files, mtimes, symlinks). Every
+/// file gets the same modification time an hour ago, so siblings are fresh the way
+/// `tandem precompress` leaves them (a git checkout writes arbitrary mtimes).
+pub struct StaticRoots {
+    pub dir: tempfile::TempDir,
+}
+
+impl StaticRoots {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let when = std::time::SystemTime::now() - Duration::from_secs(3600);
+        let when = std::time::UNIX_EPOCH
+            + Duration::from_secs(
+                when.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs(),
+            );
+        copy_tree(&fixtures(), dir.path(), when);
+        Self { dir }
+    }
+
+    pub fn htdocs(&self) -> PathBuf {
+        self.dir.path().join("htdocs")
+    }
+
+    pub fn public(&self) -> PathBuf {
+        self.dir.path().join("public")
+    }
+
+    pub fn settings(&self) -> Settings {
+        let mut settings = test_settings();
+        settings.static_files.htdocs = self.htdocs();
+        settings.static_files.public = self.public();
+        settings
+    }
+
+    /// Sets a file's modification time `secs` seconds away from the fixtures' common one.
+    pub fn shift_mtime(&self, path: &Path, secs: i64) {
+        let file = std::fs::File::options().write(true).open(path).unwrap();
+        let now = file.metadata().unwrap().modified().unwrap();
+        let shifted = if secs >= 0 {
+            now + Duration::from_secs(secs as u64)
+        } else {
+            now - Duration::from_secs(secs.unsigned_abs())
+        };
+        file.set_modified(shifted).unwrap();
+    }
+}
+
+fn copy_tree(from: &Path, to: &Path, when: std::time::SystemTime) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let kind = entry.file_type().unwrap();
+        let target = to.join(entry.file_name());
+        if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(entry.path()).unwrap(), &target).unwrap();
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), &target, when);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+            let file = std::fs::File::options().write(true).open(&target).unwrap();
+            file.set_modified(when).unwrap();
+        }
+    }
+}
+
+/// The response body of a raw request (after the blank line).
+pub fn raw_body(response: &str) -> &str {
+    response.split_once("\r\n\r\n").map_or("", |(_, body)| body)
+}
+
+/// Decodes a body sent with `Content-Encoding: encoding` (`br`, `zstd`, `gzip`, or none).
+pub async fn decode(encoding: Option<&str>, body: &[u8]) -> Vec<u8> {
+    use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZstdDecoder};
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    match encoding {
+        None => out.extend_from_slice(body),
+        Some("br") => {
+            BrotliDecoder::new(body)
+                .read_to_end(&mut out)
+                .await
+                .unwrap();
+        }
+        Some("zstd") => {
+            ZstdDecoder::new(body).read_to_end(&mut out).await.unwrap();
+        }
+        Some("gzip") => {
+            GzipDecoder::new(body).read_to_end(&mut out).await.unwrap();
+        }
+        Some(other) => panic!("unexpected content-encoding {other}"),
+    }
+    out
+}

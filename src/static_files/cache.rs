@@ -1,0 +1,160 @@
+//! The bounded in-memory cache behind static serving (SPEC §5 "Edits on disk ... visible within
+//! 1 second"): what each request path resolved to, with small files' bytes and every header
+//! precomputed, so a hit costs no file I/O. An entry is revalidated against the size, mtime and
+//! inode of every path it depends on at most every [`REVALIDATE_AFTER_MS`], by one request while
+//! the others keep using it.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Instant,
+};
+
+use super::entry::{Entry, Watched};
+
+/// How old an entry may be before the files it was built from are looked at again. Half the
+/// SPEC's one-second bound, leaving room for the request that notices.
+pub const REVALIDATE_AFTER_MS: u64 = 500;
+/// At most this many request paths are remembered.
+pub const MAX_ENTRIES: usize = 16_384;
+/// Bytes of file contents (originals, siblings, compressed copies) held at once.
+pub const MAX_BYTES: usize = 64 << 20;
+/// Longest key worth remembering; longer paths are resolved every time.
+const MAX_KEY_LEN: usize = 1024;
+
+/// An entry and when it was last known to match the disk.
+pub struct Cached {
+    pub entry: Entry,
+    checked_ms: AtomicU64,
+    /// Bytes charged to the cache for this entry, returned when it is dropped.
+    charged: AtomicUsize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Cached {
+    /// Charges `bytes` more (an on-the-fly compressed copy) to the cache budget.
+    pub fn charge(&self, bytes: usize) {
+        self.charged.fetch_add(bytes, Ordering::Relaxed);
+        self.budget.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Cached {
+    fn drop(&mut self) {
+        self.budget
+            .fetch_sub(self.charged.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+pub struct Cache {
+    map: RwLock<HashMap<Box<str>, Arc<Cached>>>,
+    epoch: Instant,
+    bytes: Arc<AtomicUsize>,
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Self {
+            map: RwLock::new(HashMap::new()),
+            epoch: Instant::now(),
+            bytes: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    /// Current enough to serve.
+    Fresh(Arc<Cached>),
+    /// Missing or out of date: build a new entry.
+    Stale,
+}
+
+impl Cache {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Bytes of file contents held now.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.read().map_or(0, |m| m.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, key: &str) -> Lookup {
+        let found = match self.map.read() {
+            Ok(map) => map.get(key).cloned(),
+            Err(_) => None,
+        };
+        let Some(cached) = found else {
+            return Lookup::Stale;
+        };
+        let now = self.now_ms();
+        let checked = cached.checked_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(checked) < REVALIDATE_AFTER_MS {
+            return Lookup::Fresh(cached);
+        }
+        // One request revalidates; concurrent ones serve the entry they have (a few µs older).
+        if cached
+            .checked_ms
+            .compare_exchange(checked, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            return Lookup::Fresh(cached);
+        }
+        if cached.entry.watched.iter().all(Watched::unchanged) {
+            Lookup::Fresh(cached)
+        } else {
+            self.remove(key);
+            Lookup::Stale
+        }
+    }
+
+    /// Stores `entry` for `key`, evicting when the cache is over its bounds.
+    pub fn insert(&self, key: &str, entry: Entry) -> Arc<Cached> {
+        let charged = entry.body_bytes();
+        self.bytes.fetch_add(charged, Ordering::Relaxed);
+        let cached = Arc::new(Cached {
+            entry,
+            checked_ms: AtomicU64::new(self.now_ms()),
+            charged: AtomicUsize::new(charged),
+            budget: self.bytes.clone(),
+        });
+        if key.len() > MAX_KEY_LEN {
+            return cached;
+        }
+        if let Ok(mut map) = self.map.write() {
+            if map.len() >= MAX_ENTRIES || self.bytes() > MAX_BYTES {
+                evict_half(&mut map);
+            }
+            map.insert(key.into(), cached.clone());
+        }
+        cached
+    }
+
+    pub fn remove(&self, key: &str) {
+        if let Ok(mut map) = self.map.write() {
+            map.remove(key);
+        }
+    }
+}
+
+/// Drops every other entry. The map's iteration order is effectively random, which is a fair
+/// enough choice of victims for a cache whose misses cost one stat and one small read.
+fn evict_half(map: &mut HashMap<Box<str>, Arc<Cached>>) {
+    let mut keep = false;
+    map.retain(|_, _| {
+        keep = !keep;
+        keep
+    });
+}

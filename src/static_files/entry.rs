@@ -1,0 +1,329 @@
+//! What a request path means on disk right now: a file with its representations (the original
+//! and its fresh `.br`/`.zst`/`.gz` siblings) and precomputed headers, a directory to redirect
+//! into, or nothing (SPEC §5 "Encodings", "Headers", "Directories", "Safety").
+
+use std::{
+    collections::HashSet,
+    ffi::OsString,
+    fs,
+    os::unix::fs::MetadataExt,
+    path::{Component, Path, PathBuf},
+    sync::{Mutex, OnceLock},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use actix_web::{http::header::HeaderValue, web::Bytes};
+
+use super::{
+    cache_control::{CachePolicy, content_type},
+    resolve::{Root, Target},
+};
+use crate::{compression::is_compressible, config::Encoding};
+
+/// Files up to this size are held in memory; larger ones are streamed from disk.
+pub const MAX_CACHED_FILE_BYTES: u64 = 1 << 20;
+
+/// Identity of a file's current contents as far as metadata can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub len: u64,
+    pub modified: SystemTime,
+    pub inode: u64,
+    pub is_file: bool,
+}
+
+impl Stamp {
+    /// Follows symlinks, as serving does. `None` when nothing is there (or it cannot be read).
+    pub fn of(path: &Path) -> Option<Self> {
+        let meta = fs::metadata(path).ok()?;
+        Some(Self {
+            len: meta.len(),
+            modified: meta.modified().ok()?,
+            inode: meta.ino(),
+            is_file: meta.is_file(),
+        })
+    }
+}
+
+/// A path an entry depends on, and what it looked like when the entry was built.
+#[derive(Debug)]
+pub struct Watched {
+    path: PathBuf,
+    stamp: Option<Stamp>,
+}
+
+impl Watched {
+    fn now(path: PathBuf) -> Self {
+        let stamp = Stamp::of(&path);
+        Self { path, stamp }
+    }
+
+    pub fn unchanged(&self) -> bool {
+        Stamp::of(&self.path) == self.stamp
+    }
+}
+
+pub struct Entry {
+    pub kind: Kind,
+    pub watched: Vec<Watched>,
+}
+
+pub enum Kind {
+    NotFound,
+    /// A directory with an `index.html`, asked for without the trailing slash: its URL.
+    Redirect(String),
+    File(Box<FileEntry>),
+}
+
+/// One way of sending a file: the original or one of its encodings.
+pub struct Representation {
+    pub encoding: Option<Encoding>,
+    pub path: PathBuf,
+    pub stamp: Stamp,
+    pub etag: HeaderValue,
+    /// The whole representation, for files small enough to keep.
+    pub body: Option<Bytes>,
+}
+
+impl Representation {
+    pub fn len(&self) -> u64 {
+        self.body
+            .as_ref()
+            .map_or(self.stamp.len, |b| b.len() as u64)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub struct FileEntry {
+    pub content_type: HeaderValue,
+    pub cache_control: HeaderValue,
+    pub last_modified: HeaderValue,
+    /// Last-Modified at the one-second precision HTTP dates have.
+    pub modified: SystemTime,
+    /// `Vary: Accept-Encoding` belongs on every answer: the file has siblings or is compressible.
+    pub vary: bool,
+    pub identity: Representation,
+    /// Fresh siblings in configured encodings.
+    pub siblings: Vec<Representation>,
+    /// Compressible and without any fresh sibling: compressed by tandem itself.
+    pub on_the_fly: bool,
+    /// On-the-fly compressed copies of a cached body, made on first demand, by
+    /// `Encoding::ALL` index. `None` inside: compression did not make it smaller.
+    pub compressed: [OnceLock<Option<Representation>>; 3],
+}
+
+impl FileEntry {
+    pub fn offers(&self, encoding: Encoding) -> bool {
+        self.on_the_fly || self.sibling(encoding).is_some()
+    }
+
+    pub fn sibling(&self, encoding: Encoding) -> Option<&Representation> {
+        self.siblings
+            .iter()
+            .find(|rep| rep.encoding == Some(encoding))
+    }
+}
+
+impl Entry {
+    /// Bytes of file contents this entry holds.
+    pub fn body_bytes(&self) -> usize {
+        match &self.kind {
+            Kind::File(file) => std::iter::once(&file.identity)
+                .chain(&file.siblings)
+                .filter_map(|rep| rep.body.as_ref())
+                .map(Bytes::len)
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
+/// A sibling is stale when it is older than its original, compared in whole seconds: tools
+/// that copy the original's mtime onto the sibling (`brotli -k`, `gzip -k`, `touch -r`) keep
+/// only seconds or microseconds, which would otherwise make every fresh sibling look older.
+pub fn is_stale(sibling: SystemTime, original: SystemTime) -> bool {
+    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    secs(sibling) < secs(original)
+}
+
+/// Index of an encoding in `Encoding::ALL`.
+pub fn encoding_index(encoding: Encoding) -> usize {
+    Encoding::ALL
+        .iter()
+        .position(|&e| e == encoding)
+        .unwrap_or_default()
+}
+
+/// An entity tag from what identifies a file's contents: modification time, length, inode. Each
+/// representation is its own file, so each has its own tag.
+pub fn etag_of(stamp: &Stamp, suffix: &str) -> HeaderValue {
+    let nanos = stamp
+        .modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let tag = format!("\"{nanos:x}-{:x}-{:x}{suffix}\"", stamp.len, stamp.inode);
+    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+/// Builds entries from the disk.
+pub struct Builder<'a> {
+    pub htdocs: &'a Path,
+    pub public: &'a Path,
+    pub encodings: &'a [Encoding],
+    pub policy: &'a CachePolicy,
+    /// Stale siblings already warned about.
+    pub warned: &'a Mutex<HashSet<PathBuf>>,
+}
+
+impl Builder<'_> {
+    fn root_dir(&self, root: Root) -> &Path {
+        match root {
+            Root::Htdocs => self.htdocs,
+            Root::Public => self.public,
+        }
+    }
+
+    pub fn build(&self, target: &Target) -> Entry {
+        let root = self.root_dir(target.root);
+        let mut candidate = root.to_path_buf();
+        candidate.extend(&target.segments);
+        if target.directory {
+            return self.file(target.root, candidate.join("index.html"), Vec::new());
+        }
+        match Stamp::of(&candidate) {
+            Some(stamp) if stamp.is_file => self.file(target.root, candidate, Vec::new()),
+            Some(_) => {
+                let index = candidate.join("index.html");
+                let is_index =
+                    Stamp::of(&index).is_some_and(|s| s.is_file) && self.inside(root, &index);
+                let watched = vec![Watched::now(candidate), Watched::now(index)];
+                let kind = if is_index {
+                    Kind::Redirect(target.directory_url())
+                } else {
+                    Kind::NotFound
+                };
+                Entry { kind, watched }
+            }
+            None => Entry {
+                kind: Kind::NotFound,
+                watched: vec![Watched::now(candidate)],
+            },
+        }
+    }
+
+    /// True when `path`, all symlinks followed, is inside `root` and not hidden there.
+    fn inside(&self, root: &Path, path: &Path) -> bool {
+        let Ok(real) = fs::canonicalize(path) else {
+            return false;
+        };
+        real.strip_prefix(root).is_ok_and(|rel| {
+            rel.components().all(|c| match c {
+                Component::Normal(name) => !name.as_encoded_bytes().starts_with(b"."),
+                _ => false,
+            })
+        })
+    }
+
+    fn file(&self, root_kind: Root, path: PathBuf, mut watched: Vec<Watched>) -> Entry {
+        let root = self.root_dir(root_kind);
+        let original = Watched::now(path.clone());
+        let found = original.stamp.filter(|s| s.is_file);
+        watched.push(original);
+        let Some(stamp) = found.filter(|_| self.inside(root, &path)) else {
+            return Entry {
+                kind: Kind::NotFound,
+                watched,
+            };
+        };
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            return Entry {
+                kind: Kind::NotFound,
+                watched,
+            };
+        };
+        let (mime, is_html) = content_type(name);
+        let compressible = is_compressible(&mime);
+        let cache_control = self.policy.for_file(root_kind, name, is_html);
+
+        let mut siblings = Vec::new();
+        let mut any_sibling = false;
+        for &encoding in self.encodings {
+            let mut sibling_path = OsString::from(path.as_os_str());
+            sibling_path.push(".");
+            sibling_path.push(encoding.extension());
+            let sibling = Watched::now(PathBuf::from(sibling_path));
+            if let Some(s) = sibling.stamp.filter(|s| s.is_file) {
+                any_sibling = true;
+                if is_stale(s.modified, stamp.modified) {
+                    self.warn_stale(&sibling.path);
+                } else if self.inside(root, &sibling.path) {
+                    siblings.push(representation(Some(encoding), &sibling.path, s, ""));
+                }
+            }
+            watched.push(sibling);
+        }
+
+        let modified = UNIX_EPOCH
+            + Duration::from_secs(
+                stamp
+                    .modified
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            );
+        let file = FileEntry {
+            content_type: HeaderValue::from_str(&mime)
+                .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
+            cache_control,
+            last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified))
+                .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
+            modified,
+            vary: any_sibling || compressible,
+            on_the_fly: compressible && siblings.is_empty(),
+            identity: representation(None, &path, stamp, ""),
+            siblings,
+            compressed: Default::default(),
+        };
+        Entry {
+            kind: Kind::File(Box::new(file)),
+            watched,
+        }
+    }
+
+    fn warn_stale(&self, sibling: &Path) {
+        if let Ok(mut warned) = self.warned.lock()
+            && warned.insert(sibling.to_path_buf())
+        {
+            log::warn!(
+                "{} is older than its original and is not served; run `tandem precompress` to refresh it",
+                sibling.display()
+            );
+        }
+    }
+}
+
+/// A representation of the file at `path`, its bytes read when small. The bytes are only kept
+/// if the file did not change while being read, so headers and body always agree.
+fn representation(
+    encoding: Option<Encoding>,
+    path: &Path,
+    stamp: Stamp,
+    suffix: &str,
+) -> Representation {
+    let body = (stamp.len <= MAX_CACHED_FILE_BYTES)
+        .then(|| fs::read(path).ok())
+        .flatten()
+        .filter(|bytes| {
+            bytes.len() as u64 == stamp.len && Stamp::of(path).is_some_and(|now| now == stamp)
+        })
+        .map(Bytes::from);
+    Representation {
+        encoding,
+        path: path.to_path_buf(),
+        etag: etag_of(&stamp, suffix),
+        stamp,
+        body,
+    }
+}
