@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use actix_web::{
-    Error, HttpMessage, HttpResponse,
+    Error, HttpResponse,
     body::{BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::{
@@ -16,12 +16,7 @@ use actix_web::{
     web,
 };
 
-use crate::{
-    negotiate::prefers_html,
-    problem::Problem,
-    request_id::{RequestMeta, meta_of},
-    routes::KeepBody,
-};
+use crate::{negotiate::prefers_html, problem::Problem, request_id::meta_of, routes::KeepBody};
 
 /// The HTML page for 404s, when a document root has one.
 #[derive(Debug, Clone, Default)]
@@ -42,9 +37,8 @@ pub async fn render_errors(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    // Middleware errors (a caught panic, a refused body) arrive as `Err`, with the request gone:
-    // keep what their response needs now. (Cloning the request itself would break routing.)
-    let meta = req.extensions().get::<RequestMeta>().cloned();
+    // Middleware errors (a caught panic, a refused body) arrive as `Err`, with the request gone;
+    // they become problems here, and `request_id::assign` (which owns the IDs) stamps them.
     let res = match next.call(req).await {
         Ok(res) => res.map_into_boxed_body(),
         Err(err) => {
@@ -56,7 +50,7 @@ pub async fn render_errors(
                     Problem::from_status(status, Some(err.to_string()))
                 }
             };
-            return Err(problem.for_request(meta).into());
+            return Err(problem.into());
         }
     };
     if res.status().as_u16() < 400 || res.response().extensions().get::<KeepBody>().is_some() {

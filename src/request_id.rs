@@ -11,6 +11,8 @@ use actix_web::{
     middleware::Next,
 };
 
+use crate::problem::Problem;
+
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
@@ -79,14 +81,34 @@ pub async fn assign(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let meta = RequestMeta::of(&req);
-    req.extensions_mut().insert(meta.clone());
-    let mut res = next.call(req).await?;
-    let headers = res.headers_mut();
     // Both IDs passed validation or were generated, so they are always valid header values.
-    if let Ok(value) = HeaderValue::from_str(&meta.request_id) {
+    let request_id = HeaderValue::from_str(&meta.request_id).ok();
+    let correlation_id = HeaderValue::from_str(&meta.correlation_id).ok();
+    req.extensions_mut().insert(meta);
+    let mut res = match next.call(req).await {
+        Ok(res) => res,
+        // An error that escaped every layer: its response is built after the request is gone,
+        // so it carries the IDs itself.
+        Err(err) => {
+            let text = |v: &Option<HeaderValue>| {
+                v.as_ref()
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::as_bytes)
+                    .map(<[u8]>::to_vec)
+            };
+            let (rid, cid) = (text(&request_id), text(&correlation_id));
+            let meta = RequestMeta::from_headers(rid.as_deref(), cid.as_deref(), None);
+            let problem = err.as_error::<Problem>().cloned().unwrap_or_else(|| {
+                Problem::from_status(err.as_response_error().status_code(), None)
+            });
+            return Err(problem.for_request(Some(meta)).into());
+        }
+    };
+    let headers = res.headers_mut();
+    if let Some(value) = request_id {
         headers.insert(X_REQUEST_ID, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&meta.correlation_id) {
+    if let Some(value) = correlation_id {
         headers.insert(X_CORRELATION_ID, value);
     }
     Ok(res)
