@@ -12,7 +12,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// Everything tandem can be configured with. `Settings::default()` is the documented default.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     pub app: AppSettings,
@@ -234,20 +234,6 @@ impl Default for LogSettings {
     fn default() -> Self {
         Self {
             format: LogFormat::Text,
-        }
-    }
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Self {
-            app: AppSettings::default(),
-            server: ServerSettings::default(),
-            static_files: StaticSettings::default(),
-            proxy: ProxySettings::default(),
-            rate_limit: RateLimitSettings::default(),
-            websocket: WebSocketSettings::default(),
-            log: LogSettings::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod routes;
 pub mod shutdown;
 pub mod startup;
 pub mod telemetry;
+pub mod websocket;
 
 pub use config::Settings;
 pub use startup::Application;

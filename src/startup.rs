@@ -26,8 +26,9 @@ use crate::{
     error_pages::{self, NotFoundPage},
     problem::Problem,
     request_id,
-    routes::{self, api, health},
+    routes::{self, api, health, socket},
     shutdown::{self, Lifecycle, StopSequence},
+    websocket::SocketRegistry,
 };
 
 /// What every handler can reach.
@@ -122,6 +123,8 @@ impl Application {
             Some(settings.static_files.htdocs.join("404.html")).filter(|p| p.is_file()),
         ));
         let static_mode = settings.static_files.mode;
+        // One registry for all workers, so `websocket.max_connections` caps the whole server.
+        let sockets = web::Data::from(SocketRegistry::new(settings.websocket.max_connections));
         let server_settings = &settings.server;
         let max_body_bytes = server_settings.max_body_bytes;
 
@@ -132,6 +135,7 @@ impl Application {
                 .app_data(log_format.clone())
                 .app_data(max_body.clone())
                 .app_data(not_found_page.clone())
+                .app_data(sockets.clone())
                 .app_data(api::json_config(max_body_bytes))
                 .app_data(web::PayloadConfig::new(max_body_bytes))
                 .service(routes::get("/health", health::health))
@@ -152,6 +156,13 @@ impl Application {
                             Err::<actix_web::HttpResponse, _>(Problem::method_not_allowed("POST"))
                         }))
                         .wrap(from_fn(compression::compress_dynamic)),
+                )
+                .service(
+                    web::resource("/socket")
+                        .route(web::get().to(socket::socket))
+                        .default_service(web::to(|| async {
+                            Err::<actix_web::HttpResponse, _>(Problem::method_not_allowed("GET"))
+                        })),
                 )
                 .configure(|cfg| extra(cfg))
                 .default_service(web::to(move || async move {

@@ -4,3 +4,7 @@
 mod helpers;
 
 mod health_and_routes;
+mod websocket_client;
+mod websocket_echo;
+mod websocket_lifecycle;
+mod websocket_violations;
