@@ -86,6 +86,9 @@ fn refusal(err: HandshakeError) -> Problem {
     }
 }
 
+/// How long the close frame may wait for room in the outgoing buffer.
+const CLOSE_SEND_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Why a socket's task ends, and the close frame it sends on the way out (if anyone listens).
 enum Ending {
     Close(Option<CloseReason>),
@@ -149,17 +152,31 @@ async fn serve(
                         }
                         StreamFailure::Transport => break Ending::Gone,
                     },
-                    Some(Ok(message)) => match answer(&mut session, &mut assembler, message).await {
-                        Ok(None) => {}
-                        Ok(Some(ending)) => break ending,
-                        Err(violation) => break Ending::Close(Some(violation.close_reason())),
-                    },
+                    Some(Ok(message)) => {
+                        // A client that sends but never reads fills our buffers and the echo
+                        // waits for it: give up on it as on a silent one, and at shutdown.
+                        let answered = tokio::select! {
+                            biased;
+                            answered = answer(&mut session, &mut assembler, message) => answered,
+                            () = &mut stopping => break Ending::Gone,
+                            () = tokio::time::sleep(client_timeout) => {
+                                log::debug!("dropping a WebSocket that reads nothing for {}s", client_timeout.as_secs());
+                                break Ending::Gone;
+                            }
+                        };
+                        match answered {
+                            Ok(None) => {}
+                            Ok(Some(ending)) => break ending,
+                            Err(violation) => break Ending::Close(Some(violation.close_reason())),
+                        }
+                    }
                 }
             }
         }
     };
     if let Ending::Close(reason) = ending {
-        let _ = session.close(reason).await;
+        // Bounded too: a client that reads nothing would otherwise hold the task here.
+        let _ = tokio::time::timeout(CLOSE_SEND_TIMEOUT, session.close(reason)).await;
     }
 }
 

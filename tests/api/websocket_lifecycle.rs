@@ -194,3 +194,31 @@ async fn a_socket_opened_while_draining_works_until_the_listener_closes() {
     app.lifecycle.begin_stop();
     assert_eq!(socket.expect_close(WAIT).await, GOING_AWAY);
 }
+
+#[tokio::test]
+async fn a_client_that_sends_but_never_reads_is_dropped_after_the_timeout() {
+    let app = app_with_heartbeat(1, 2).await;
+    let mut socket = RawSocket::connect(app.addr).await;
+    // Flood until the echoes back up into our unread receive buffer and the server's writes stall.
+    let message = crate::websocket_client::encode(true, TEXT, &[b'x'; 16 * 1024], true);
+    let flood_until = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < flood_until {
+        if tokio::time::timeout(Duration::from_millis(200), socket.send_raw(&message))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    tokio::time::sleep(flood_until.saturating_duration_since(Instant::now())).await;
+    // The server gave up on the stalled echo: what it had queued drains, then the connection
+    // ends without a close frame (a server still waiting would answer and later send 1011).
+    let mut saw_close = false;
+    loop {
+        match socket.next_frame(Duration::from_secs(10)).await {
+            Some(frame) => saw_close |= frame.opcode == crate::websocket_client::CLOSE,
+            None => break,
+        }
+    }
+    assert!(!saw_close, "the stalled socket was dropped, not closed by the keepalive");
+}
