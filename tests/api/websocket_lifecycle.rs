@@ -214,11 +214,11 @@ async fn a_client_that_sends_but_never_reads_is_dropped_after_the_timeout() {
     // The server gave up on the stalled echo: what it had queued drains, then the connection
     // ends without a close frame (a server still waiting would answer and later send 1011).
     let mut saw_close = false;
-    loop {
-        match socket.next_frame(Duration::from_secs(10)).await {
-            Some(frame) => saw_close |= frame.opcode == crate::websocket_client::CLOSE,
-            None => break,
-        }
+    while let Some(frame) = socket.next_frame(Duration::from_secs(10)).await {
+        saw_close |= frame.opcode == crate::websocket_client::CLOSE;
     }
-    assert!(!saw_close, "the stalled socket was dropped, not closed by the keepalive");
+    assert!(
+        !saw_close,
+        "the stalled socket was dropped, not closed by the keepalive"
+    );
 }
