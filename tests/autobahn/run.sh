@@ -8,15 +8,17 @@
 # the build goes to cargo's target directory, the config, log and report to a temporary directory
 # (kept and printed when AUTOBAHN_KEEP=1 or when a case fails).
 #
-#   tests/autobahn/run.sh                     # release build (default)
-#   AUTOBAHN_PROFILE=dev tests/autobahn/run.sh  # debug build: faster to build, section 9 slower
+#   tests/autobahn/run.sh                           # debug build (the one `cargo test` made)
+#   AUTOBAHN_PROFILE=release tests/autobahn/run.sh  # release build
+# Measured on 2 busy cores: 268 s of wstest with the debug build, 248 s with release; the suite's
+# own pacing dominates, so the default spares CI a release compile.
 #   AUTOBAHN_CASES='["1.*"]' tests/autobahn/run.sh
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 requirements="$here/requirements-py27.txt"
-profile="${AUTOBAHN_PROFILE:-release}"
+profile="${AUTOBAHN_PROFILE:-dev}"
 cases="${AUTOBAHN_CASES:-[\"1.*\", \"2.*\", \"3.*\", \"4.*\", \"5.*\", \"6.*\", \"7.*\", \"9.*\", \"10.*\"]}"
 venv="${AUTOBAHN_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/tandem/autobahn-py27}"
 # Section 9 sends messages of up to 16 MiB.
