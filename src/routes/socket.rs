@@ -110,8 +110,7 @@ async fn serve(
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     // Checked lazily: the deadline moves only when it fires, not on every message.
-    let silence = pin!(tokio::time::sleep(client_timeout));
-    let mut silence = silence;
+    let mut silence = pin!(tokio::time::sleep(client_timeout));
     let mut stopping = pin!(stopping);
 
     let ending = loop {
@@ -137,8 +136,10 @@ async fn serve(
                 }));
             }
             _ = pings.tick() => {
-                if session.ping(b"").await.is_err() {
-                    break Ending::Gone;
+                // Bounded like the echo below: a client that reads nothing cannot park us here.
+                match tokio::time::timeout(client_timeout, session.ping(b"")).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) | Err(_) => break Ending::Gone,
                 }
             }
             item = messages.recv() => {
