@@ -19,6 +19,7 @@ pub mod shutdown;
 pub mod startup;
 pub mod static_files;
 pub mod telemetry;
+pub mod websocket;
 
 pub use config::Settings;
 pub use startup::Application;

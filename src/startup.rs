@@ -27,9 +27,10 @@ use crate::{
     problem::Problem,
     rate_limit::{self, Pruner, RateLimit},
     request_id,
-    routes::{self, api, health},
+    routes::{self, api, health, socket},
     shutdown::{self, Lifecycle, ListenerGate, StopSequence},
     static_files::{self, StaticFiles},
+    websocket::SocketRegistry,
 };
 
 /// What every handler can reach.
@@ -143,6 +144,8 @@ impl Application {
             }
             StaticMode::Nginx => None,
         };
+        // One registry for all workers, so `websocket.max_connections` caps the whole server.
+        let sockets = web::Data::from(SocketRegistry::new(settings.websocket.max_connections));
         let server_settings = &settings.server;
         let max_body_bytes = server_settings.max_body_bytes;
 
@@ -158,6 +161,7 @@ impl Application {
                         cfg.app_data(rate_limit.clone());
                     }
                 })
+                .app_data(sockets.clone())
                 .app_data(api::json_config(max_body_bytes))
                 .app_data(web::PayloadConfig::new(max_body_bytes))
                 .service(routes::get("/health", health::health))
@@ -178,6 +182,13 @@ impl Application {
                             Err::<actix_web::HttpResponse, _>(Problem::method_not_allowed("POST"))
                         }))
                         .wrap(from_fn(compression::compress_dynamic)),
+                )
+                .service(
+                    web::resource("/socket")
+                        .route(web::get().to(socket::socket))
+                        .default_service(web::to(|| async {
+                            Err::<actix_web::HttpResponse, _>(Problem::method_not_allowed("GET"))
+                        })),
                 )
                 .configure(|cfg| extra(cfg))
                 .default_service(match static_files.clone() {

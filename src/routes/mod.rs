@@ -2,6 +2,7 @@
 
 pub mod api;
 pub mod health;
+pub mod socket;
 
 use actix_web::{HttpResponse, guard, web};
 

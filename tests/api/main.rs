@@ -22,3 +22,7 @@ mod static_files_directories;
 mod static_files_headers;
 mod static_files_negotiation;
 mod static_files_safety;
+mod websocket_client;
+mod websocket_echo;
+mod websocket_lifecycle;
+mod websocket_violations;
