@@ -81,7 +81,8 @@ pub async fn close_when_draining(
         .app_data::<web::Data<AppState>>()
         .is_some_and(|state| state.lifecycle.is_draining());
     let mut res = next.call(req).await?;
-    if draining {
+    // A WebSocket upgrade must keep its `Connection: upgrade`; the socket hears 1001 later.
+    if draining && res.status() != actix_web::http::StatusCode::SWITCHING_PROTOCOLS {
         res.response_mut()
             .head_mut()
             .set_connection_type(ConnectionType::Close);

@@ -4,10 +4,14 @@ use std::io::Write;
 
 use crate::{access_log, config::LogFormat};
 
+/// `info`, except actix-http's WebSocket codec, which logs every malformed client frame at ERROR:
+/// any client could fill the log. tandem reports those violations itself, as close codes.
+pub const DEFAULT_FILTER: &str = "info,actix_http::ws::codec=off";
+
 /// Installs the global logger once; later calls are ignored (tests start many servers).
 pub fn init(format: LogFormat) {
     let mut builder =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(DEFAULT_FILTER));
     match format {
         LogFormat::Text => builder.format(|buf, record| {
             writeln!(
