@@ -71,9 +71,9 @@ COPY --from=build /src/htdocs ./htdocs
 COPY --from=build /src/public ./public
 
 # Listen on every interface inside the container; the port stays the default 8080, so a
-# platform's PORT variable (Cloud Run, Heroku) still applies.
-ENV TANDEM__SERVER__HOST=0.0.0.0 \
-    RUST_LOG=info
+# platform's PORT variable (Cloud Run, Heroku) still applies. RUST_LOG is left unset: tandem's
+# default is `info`, and any RUST_LOG given at `docker run` keeps actix's codec quiet too.
+ENV TANDEM__SERVER__HOST=0.0.0.0
 
 USER 10001:10001
 EXPOSE 8080
