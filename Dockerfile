@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# tandem as a container (SPEC §10):
+# tandem as a container (docs/reference.md §10):
 #   docker build -t tandem .
 #   docker run --rm -p 8080:8080 tandem
 # Configuration is TANDEM__SECTION__KEY variables, e.g. -e TANDEM__RATE_LIMIT__PER_SECOND=20.

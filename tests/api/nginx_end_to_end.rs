@@ -1,6 +1,6 @@
-//! SPEC §10 `nginx.conf.example`, proven with the real Debian nginx running this very file in
-//! front of the real tandem binary, in both deployments: `static.mode = "nginx"` (the file as
-//! shipped) and `static.mode = "app"` (the commented proxy-everything variant).
+//! docs/reference.md §10 `nginx.conf.example`, proven with the real Debian nginx running this
+//! very file in front of the real tandem binary, in both deployments: `static.mode = "nginx"`
+//! (the file as shipped) and `static.mode = "app"` (the commented proxy-everything variant).
 //!
 //! The file is changed only where a test must: listen port, roots, upstream address, and the
 //! pid/log/temp paths moved into a temporary prefix. Each rewrite must match, so an edit to the
@@ -34,7 +34,7 @@ const APP_MODE_SED: [&str; 2] = [
 ];
 /// A source address other than nginx's own 127.0.0.1, so "the address tandem sees" is provable.
 const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-/// tandem's request-ID rule (SPEC §8), which the example's `map` must copy.
+/// tandem's request-ID rule (docs/reference.md §8), which the example's `map` must copy.
 const REQUEST_ID_RULE: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

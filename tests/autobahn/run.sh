@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Autobahn TestSuite fuzzingclient (cases 1-7 and 9-10) against tandem's /socket and
-# fails unless every case is OK, NON-STRICT or INFORMATIONAL (SPEC §7).
+# fails unless every case is OK, NON-STRICT or INFORMATIONAL (docs/reference.md §7).
 #
 # wstest is Python 2 only: it runs from its own virtualenv built from a Python 2.7 interpreter
 # (pyenv's 2.7.18, or AUTOBAHN_PYTHON2), with the pins in requirements-py27.txt. The virtualenv is
@@ -32,9 +32,11 @@ die() { printf 'autobahn: %s\n' "$*" >&2; exit 1; }
 # Debian ships no Python 2 any more: pyenv's build (found through `pyenv root`, or in
 # $PYENV_ROOT or ~/.pyenv when pyenv is not on PATH) or an explicit AUTOBAHN_PYTHON2.
 find_python2() {
-  local how="install one with pyenv (pyenv install 2.7.18) or set AUTOBAHN_PYTHON2 to a python2.7 binary"
+  local how
+  how="install one with pyenv (pyenv install 2.7.18) or set AUTOBAHN_PYTHON2 to a python2.7"
   if [[ -n "${AUTOBAHN_PYTHON2:-}" ]]; then
-    [[ -x "$AUTOBAHN_PYTHON2" ]] || die "AUTOBAHN_PYTHON2=$AUTOBAHN_PYTHON2 is not an executable: $how"
+    [[ -x "$AUTOBAHN_PYTHON2" ]] ||
+      die "AUTOBAHN_PYTHON2=$AUTOBAHN_PYTHON2 is not an executable: $how"
     echo "$AUTOBAHN_PYTHON2"
     return
   fi

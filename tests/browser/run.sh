@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Browser check of the shipped status page (SPEC §1): headless Chromium loads `/` from a real
-# tandem, and the rendered DOM must show live /api/status data and a message echoed over /socket
-# (the page greets the server on connect, so a non-interactive DOM dump proves the round trip).
+# Browser check of the shipped status page (docs/reference.md §1): headless Chromium loads `/`
+# from a real tandem, and the rendered DOM must show live /api/status data and a message echoed
+# over /socket (the page greets the server on connect, so a non-interactive DOM dump proves the
+# round trip).
 #
 #   tests/browser/run.sh                                   starts target/{release,debug}/tandem
 #   TANDEM_BIN=path/to/tandem tests/browser/run.sh         starts that binary
