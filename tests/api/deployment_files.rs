@@ -200,7 +200,7 @@ fn image_builds_locked_in_release_and_precompresses_a_readable_site() {
     let position = |what: &str, found: &dyn Fn(&Vec<String>) -> bool| {
         build
             .iter()
-            .position(|c| found(c))
+            .position(found)
             .unwrap_or_else(|| panic!("the build stage runs no {what}: {build:?}"))
     };
     let covers_the_site = |c: &Vec<String>| {
