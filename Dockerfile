@@ -1,12 +1,13 @@
 # syntax=docker/dockerfile:1
-# tandem as a container (SPEC §10):
+# tandem as a container (docs/reference.md §10):
 #   docker build -t tandem .
 #   docker run --rm -p 8080:8080 tandem
 # Configuration is TANDEM__SECTION__KEY variables, e.g. -e TANDEM__RATE_LIMIT__PER_SECOND=20.
 #
-# Both stages are Debian 12 (bookworm), so the binary links against the glibc it was built with.
-# For reproducible builds, pin the digests too (rust:1.95.0-slim-bookworm@sha256:...), and let
-# Dependabot or Renovate move them.
+# Every stage is Debian 12 (bookworm), so the binary links against the glibc it was built with.
+# Bases are pinned to full versions (Rust 1.95.0, Debian point release 12.12), so a rebuild does
+# not silently change compiler or OS; move them on purpose (Dependabot or Renovate), and pin the
+# digests too (rust:1.95.0-slim-bookworm@sha256:...) for byte-for-byte reproducible builds.
 
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
@@ -29,16 +30,20 @@ RUN touch src/main.rs src/lib.rs \
 
 # The site, with .br/.gz/.zst siblings written at build time (brotli 11 is too slow to do per
 # request). Siblings in the build context are ignored (.dockerignore) and rebuilt here, so a
-# checkout's timestamps can never make one look stale.
+# checkout's timestamps can never make one look stale. COPY keeps the checkout's modes: from a
+# `umask 077` checkout the files are 0600 and the directories 0700, which uid 10001 (and nginx's
+# www-data) cannot read, so the chmod makes everything world-readable (and nothing writable but
+# by root) before the later stages copy it. chmod leaves modification times alone.
 COPY htdocs ./htdocs
 COPY public ./public
-RUN ./target/release/tandem precompress htdocs public
+RUN ./target/release/tandem precompress htdocs public \
+    && chmod -R u=rwX,go=rX htdocs public
 
 
 # nginx in front of tandem, for deploy/compose.yaml (static.mode = "nginx"): Debian's nginx with
 # the brotli_static module, nginx.conf.example pointed at the `tandem` service, and the same
 # precompressed site. Built only when asked for (`--target nginx`); `docker build .` skips it.
-FROM debian:bookworm-slim AS nginx
+FROM debian:12.12-slim AS nginx
 # Unpinned on purpose: Debian's security updates replace the exact versions in the archive.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -57,7 +62,7 @@ STOPSIGNAL SIGQUIT
 CMD ["nginx", "-g", "daemon off;"]
 
 
-FROM debian:bookworm-slim AS runtime
+FROM debian:12.12-slim AS runtime
 
 # A fixed numeric uid, so `runAsNonRoot` checks (Kubernetes) can verify it without /etc/passwd.
 RUN groupadd --system --gid 10001 tandem \
@@ -71,9 +76,9 @@ COPY --from=build /src/htdocs ./htdocs
 COPY --from=build /src/public ./public
 
 # Listen on every interface inside the container; the port stays the default 8080, so a
-# platform's PORT variable (Cloud Run, Heroku) still applies.
-ENV TANDEM__SERVER__HOST=0.0.0.0 \
-    RUST_LOG=info
+# platform's PORT variable (Cloud Run, Heroku) still applies. RUST_LOG is left unset: tandem's
+# default is `info`, and any RUST_LOG given at `docker run` keeps actix's codec quiet too.
+ENV TANDEM__SERVER__HOST=0.0.0.0
 
 USER 10001:10001
 EXPOSE 8080

@@ -1,18 +1,18 @@
-//! SPEC §10 `nginx.conf.example`, proven with the real Debian nginx running this very file in
-//! front of the real tandem binary, in both deployments: `static.mode = "nginx"` (the file as
-//! shipped) and `static.mode = "app"` (the commented proxy-everything variant).
+//! docs/reference.md §10 `nginx.conf.example`, proven with the real Debian nginx running this
+//! very file in front of the real tandem binary, in both deployments: `static.mode = "nginx"`
+//! (the file as shipped) and `static.mode = "app"` (the commented proxy-everything variant).
 //!
 //! The file is changed only where a test must: listen port, roots, upstream address, and the
 //! pid/log/temp paths moved into a temporary prefix. Each rewrite must match, so an edit to the
 //! example that a rewrite no longer finds fails loudly instead of testing something else.
 //!
 //! Without nginx (and its brotli module and the brotli CLI) these tests say so and pass, except
-//! under `CI=true`, where a missing tool is a failure.
+//! under CI (`CI` set to anything but empty, `0` or `false`), where a missing tool is a failure.
 
 use std::{
     collections::HashMap,
     fs,
-    net::{IpAddr, Ipv4Addr, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -34,7 +34,7 @@ const APP_MODE_SED: [&str; 2] = [
 ];
 /// A source address other than nginx's own 127.0.0.1, so "the address tandem sees" is provable.
 const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
-/// tandem's request-ID rule (SPEC §8), which the example's `map` must copy.
+/// tandem's request-ID rule (docs/reference.md §8), which the example's `map` must copy.
 const REQUEST_ID_RULE: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +69,17 @@ fn missing_tools() -> Option<String> {
     (!missing.is_empty()).then(|| missing.join(", "))
 }
 
-/// Returns early (skip) without the tools, or fails under `CI=true`.
+/// Whether this run is CI, where a test that cannot run must fail instead of skipping.
+fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
+}
+
+/// Returns early (skip) without the tools, or fails under CI.
 macro_rules! require_nginx {
     () => {
         if let Some(missing) = missing_tools() {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("CI=true and the nginx end-to-end tests cannot run: missing {missing}");
+            if under_ci() {
+                panic!("CI is set and the nginx end-to-end tests cannot run: missing {missing}");
             }
             eprintln!("SKIPPED nginx end-to-end test: missing {missing}");
             return;
@@ -244,15 +249,31 @@ fn nginx_t(conf_path: &Path, prefix: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// Where the test nginx listens: 127.0.0.1 only, or [::1] on the same port as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listen {
+    Ipv4,
+    DualStack,
+}
+
 impl Nginx {
     fn start(mode: Mode, upstream_port: u16) -> Self {
+        Self::start_listening(mode, upstream_port, Listen::Ipv4)
+    }
+
+    fn start_listening(mode: Mode, upstream_port: u16, listen: Listen) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().to_path_buf();
         prepare_prefix(&prefix);
         let site = (mode == Mode::Nginx).then(|| make_site(&prefix));
         let port = free_port();
         let conf_path = prefix.join("nginx.conf");
-        fs::write(&conf_path, rewrite(mode, &prefix, port, upstream_port)).unwrap();
+        let mut conf = rewrite(mode, &prefix, port, upstream_port);
+        if listen == Listen::DualStack {
+            let ipv4 = format!("listen 127.0.0.1:{port};");
+            conf = replace_once(&conf, &ipv4, &format!("{ipv4} listen [::1]:{port};"));
+        }
+        fs::write(&conf_path, conf).unwrap();
         let stderr = fs::File::create(prefix.join("stderr.log")).unwrap();
         let child = Command::new(NGINX)
             .arg("-p")
@@ -302,6 +323,10 @@ impl Nginx {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }
 
+    fn ipv6_url(&self, path: &str) -> String {
+        format!("http://[::1]:{}{}", self.port, path)
+    }
+
     fn site(&self) -> &SiteFiles {
         self.site.as_ref().expect("nginx mode has a site")
     }
@@ -337,11 +362,29 @@ fn start_pair(mode: Mode, extra_env: &[(&str, &str)]) -> (BinaryServer, Nginx) {
 
 /// A client that sends from 127.0.0.3, never follows redirects and never decodes bodies.
 fn client() -> reqwest::Client {
+    client_from(IpAddr::V4(CLIENT_ADDR))
+}
+
+fn client_from(addr: IpAddr) -> reqwest::Client {
     reqwest::Client::builder()
-        .local_address(IpAddr::V4(CLIENT_ADDR))
+        .local_address(addr)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// How the test nginx should listen: dual-stack when this machine can bind ::1. Without IPv6
+/// the IPv6 half of a test is skipped with a printed line, or fails under CI.
+fn dual_stack_or_skip(test: &str) -> Listen {
+    if std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_ok() {
+        return Listen::DualStack;
+    }
+    assert!(
+        !under_ci(),
+        "CI is set and ::1 cannot be bound: {test} cannot check IPv6 clients"
+    );
+    eprintln!("SKIPPED the IPv6 half of {test}: ::1 cannot be bound");
+    Listen::Ipv4
 }
 
 fn header<'a>(res: &'a reqwest::Response, name: &str) -> &'a str {
@@ -396,6 +439,7 @@ fn socket_location_outlives_tandems_heartbeat_and_client_timeout() {
     for forwarded in [
         "X-Forwarded-For $remote_addr",
         "X-Real-IP $remote_addr",
+        "Forwarded \"for=$forwarded_for_node;proto=$scheme\"",
         "X-Request-ID $tandem_request_id",
         "Host $host",
     ] {
@@ -672,19 +716,48 @@ async fn request_id_is_kept_when_valid_replaced_when_not_and_always_returned() {
 // ---------------------------------------------------------------------------------------------
 // Both deployments
 
-async fn client_ip_is_nginxs_peer_and_cannot_be_spoofed(mode: Mode) {
-    let (_tandem, nginx) = start_pair(mode, &[]);
-    let res = client()
-        .get(nginx.url("/api/status"))
+/// `/api/status`'s `client_ip` for a request from `client` through nginx that forges every
+/// header tandem could read the address from, at once.
+async fn client_ip_despite_forged_headers(client: &reqwest::Client, url: String) -> Value {
+    let res = client
+        .get(url)
         .header("X-Forwarded-For", "203.0.113.66")
-        .header("X-Real-IP", "203.0.113.66")
-        .header("Forwarded", "for=203.0.113.66")
+        .header("X-Real-IP", "203.0.113.67")
+        .header("Forwarded", "for=203.0.113.68")
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
-    assert_eq!(body["client_ip"], CLIENT_ADDR.to_string());
+    body["client_ip"].clone()
+}
+
+/// For every documented `proxy.real_ip_header`, tandem behind the example reports the real peer
+/// (from 127.0.0.3, and from ::1 where the machine has IPv6, which needs `for="[::1]"`).
+async fn client_ip_is_nginxs_peer_and_cannot_be_spoofed(mode: Mode) {
+    let listen = dual_stack_or_skip("the client-address test");
+    for real_ip_header in ["X-Forwarded-For", "X-Real-IP", "Forwarded"] {
+        let tandem = BinaryServer::start(&[
+            ("TANDEM__STATIC__MODE", mode.as_str()),
+            ("TANDEM__PROXY__REAL_IP_HEADER", real_ip_header),
+        ]);
+        let nginx = Nginx::start_listening(mode, tandem.port, listen);
+        let seen = client_ip_despite_forged_headers(&client(), nginx.url("/api/status")).await;
+        assert_eq!(
+            seen,
+            CLIENT_ADDR.to_string(),
+            "proxy.real_ip_header = {real_ip_header}"
+        );
+        if listen == Listen::DualStack {
+            let from_v6 = client_from(IpAddr::V6(Ipv6Addr::LOCALHOST));
+            let seen =
+                client_ip_despite_forged_headers(&from_v6, nginx.ipv6_url("/api/status")).await;
+            assert_eq!(
+                seen, "::1",
+                "proxy.real_ip_header = {real_ip_header}, over IPv6"
+            );
+        }
+    }
 }
 
 async fn websocket_echoes_through_nginx(mode: Mode) {
@@ -829,11 +902,13 @@ async fn nginx_forwards_the_peer_and_discards_forged_forwarding_headers(mode: Mo
         }),
     )
     .await;
-    let nginx = Nginx::start(mode, app.addr.port());
+    let listen = dual_stack_or_skip("the forwarded-headers test");
+    let nginx = Nginx::start_listening(mode, app.addr.port(), listen);
     let res = client()
         .get(nginx.url("/api/forwarded-headers"))
         .header("X-Forwarded-For", "203.0.113.66")
         .header("X-Real-IP", "203.0.113.66")
+        .header("Forwarded", "for=203.0.113.66;proto=https")
         .header("X-Forwarded-Proto", "https")
         .header("X-Request-ID", "fwd-1")
         .send()
@@ -844,9 +919,29 @@ async fn nginx_forwards_the_peer_and_discards_forged_forwarding_headers(mode: Mo
     let client = CLIENT_ADDR.to_string();
     assert_eq!(seen["x-forwarded-for"], serde_json::json!([client]));
     assert_eq!(seen["x-real-ip"], serde_json::json!([client]));
+    assert_eq!(
+        seen["forwarded"],
+        serde_json::json!([format!("for={client};proto=http")])
+    );
     assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]));
     assert_eq!(seen["host"], serde_json::json!(["127.0.0.1"]));
     assert_eq!(seen["x-request-id"], serde_json::json!(["fwd-1"]));
+
+    if listen == Listen::DualStack {
+        // RFC 7239 §6: an IPv6 node is bracketed and, holding colons, quoted.
+        let res = client_from(IpAddr::V6(Ipv6Addr::LOCALHOST))
+            .get(nginx.ipv6_url("/api/forwarded-headers"))
+            .header("Forwarded", "for=203.0.113.66")
+            .send()
+            .await
+            .unwrap();
+        let seen: Value = res.json().await.unwrap();
+        assert_eq!(seen["x-forwarded-for"], serde_json::json!(["::1"]));
+        assert_eq!(
+            seen["forwarded"],
+            serde_json::json!(["for=\"[::1]\";proto=http"])
+        );
+    }
 }
 
 #[tokio::test]
@@ -862,13 +957,13 @@ async fn app_mode_forwards_the_peer_and_discards_forged_forwarding_headers() {
 }
 
 #[tokio::test]
-async fn nginx_mode_client_ip_is_the_real_client_and_cannot_be_spoofed() {
+async fn nginx_mode_client_ip_is_the_real_peer_whichever_header_tandem_reads() {
     require_nginx!();
     client_ip_is_nginxs_peer_and_cannot_be_spoofed(Mode::Nginx).await;
 }
 
 #[tokio::test]
-async fn app_mode_client_ip_is_the_real_client_and_cannot_be_spoofed() {
+async fn app_mode_client_ip_is_the_real_peer_whichever_header_tandem_reads() {
     require_nginx!();
     client_ip_is_nginxs_peer_and_cannot_be_spoofed(Mode::App).await;
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the Autobahn TestSuite fuzzingclient (cases 1-7 and 9-10) against tandem's /socket and
-# fails unless every case is OK, NON-STRICT or INFORMATIONAL (SPEC §7).
+# fails unless every case is OK, NON-STRICT or INFORMATIONAL (docs/reference.md §7).
 #
 # wstest is Python 2 only: it runs from its own virtualenv built from a Python 2.7 interpreter
 # (pyenv's 2.7.18, or AUTOBAHN_PYTHON2), with the pins in requirements-py27.txt. The virtualenv is
@@ -13,6 +13,8 @@
 # Measured on 2 busy cores: 268 s of wstest with the debug build, 248 s with release; the suite's
 # own pacing dominates, so the default spares CI a release compile.
 #   AUTOBAHN_CASES='["1.*"]' tests/autobahn/run.sh
+#   tests/autobahn/run.sh --find-python2           # only print the Python 2.7 it would use (CI
+#                                                   # runs this first, to fail before the long steps)
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,16 +29,32 @@ max_message_bytes=$((16 * 1024 * 1024))
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'autobahn: %s\n' "$*" >&2; exit 1; }
 
+# Debian ships no Python 2 any more: pyenv's build (found through `pyenv root`, or in
+# $PYENV_ROOT or ~/.pyenv when pyenv is not on PATH) or an explicit AUTOBAHN_PYTHON2.
 find_python2() {
-  if [[ -n "${AUTOBAHN_PYTHON2:-}" ]]; then echo "$AUTOBAHN_PYTHON2"; return; fi
-  if command -v pyenv >/dev/null 2>&1; then
-    local candidate
-    for candidate in "$(pyenv root)"/versions/2.7*/bin/python2.7; do
+  local how
+  how="install one with pyenv (pyenv install 2.7.18) or set AUTOBAHN_PYTHON2 to a python2.7"
+  if [[ -n "${AUTOBAHN_PYTHON2:-}" ]]; then
+    [[ -x "$AUTOBAHN_PYTHON2" ]] ||
+      die "AUTOBAHN_PYTHON2=$AUTOBAHN_PYTHON2 is not an executable: $how"
+    echo "$AUTOBAHN_PYTHON2"
+    return
+  fi
+  local roots=("${PYENV_ROOT:-$HOME/.pyenv}") root candidate
+  if command -v pyenv >/dev/null 2>&1; then roots=("$(pyenv root)" "${roots[@]}"); fi
+  for root in "${roots[@]}"; do
+    for candidate in "$root"/versions/2.7*/bin/python2.7; do
       [[ -x "$candidate" ]] && { echo "$candidate"; return; }
     done
-  fi
-  command -v python2.7 || command -v python2 || die "no Python 2.7 interpreter found (wstest needs one): install it with pyenv (pyenv install 2.7.18) or set AUTOBAHN_PYTHON2"
+  done
+  command -v python2.7 || command -v python2 ||
+    die "no Python 2.7 interpreter found, and wstest (the Autobahn TestSuite) needs one: $how"
 }
+
+if [[ "${1:-}" == --find-python2 ]]; then
+  find_python2
+  exit 0
+fi
 
 # Builds the wstest virtualenv unless a complete one for the same pins is cached.
 ensure_wstest() {

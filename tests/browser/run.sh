@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Browser check of the shipped status page (SPEC §1): headless Chromium loads `/` from a real
-# tandem, and the rendered DOM must show live /api/status data and a message echoed over /socket
-# (the page greets the server on connect, so a non-interactive DOM dump proves the round trip).
+# Browser check of the shipped status page (docs/reference.md §1): headless Chromium loads `/`
+# from a real tandem, and the rendered DOM must show live /api/status data and a message echoed
+# over /socket (the page greets the server on connect, so a non-interactive DOM dump proves the
+# round trip).
 #
 #   tests/browser/run.sh                                   starts target/{release,debug}/tandem
 #   TANDEM_BIN=path/to/tandem tests/browser/run.sh         starts that binary
 #   TANDEM_BROWSER_URL=http://127.0.0.1:8080/ tests/browser/run.sh   checks a running deployment
 #
-# Artifacts land in $TANDEM_BROWSER_OUT (default /tmp/tandem-browser): dom.html, screenshot.png,
-# tandem.log, chromium-*.log. Installs Debian's chromium when it is missing (needs root).
+# Artifacts land in $TANDEM_BROWSER_OUT (default: a fresh temporary directory, printed at the
+# end): dom.html, screenshot.png, tandem.log, chromium-*.log. Installs Debian's chromium when it
+# is missing (needs root).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-OUT="${TANDEM_BROWSER_OUT:-/tmp/tandem-browser}"
+OUT="${TANDEM_BROWSER_OUT:-$(mktemp -d "${TMPDIR:-/tmp}/tandem-browser.XXXXXX")}"
 GREETING="hello from the status page"
 EXPECTED_IP="${TANDEM_BROWSER_EXPECTED_IP:-127.0.0.1}"
 mkdir -p "$OUT"
@@ -81,7 +83,7 @@ echo "browser: checking $URL with $CHROMIUM" >&2
 
 chromium() {
   local profile
-  profile="$(mktemp -d /tmp/tandem-chromium.XXXXXX)"
+  profile="$(mktemp -d "${TMPDIR:-/tmp}/tandem-chromium.XXXXXX")"
   profiles+=("$profile")
   timeout 90 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
@@ -124,7 +126,7 @@ else
   failed=$((failed + 1))
 fi
 
-echo "browser: $passed passed, $failed failed"
+echo "browser: $passed passed, $failed failed (artifacts in $OUT)"
 if ((failed)); then
   echo "browser: see $OUT (dom.html, screenshot.png, tandem.log, chromium-*.log)" >&2
   exit 1
