@@ -19,12 +19,7 @@ fn limited_settings() -> Settings {
 }
 
 async fn get_as(app: &TestApp, path: &str, client: &str) -> reqwest::Response {
-    app.client
-        .get(app.url(path))
-        .header("X-Forwarded-For", client)
-        .send()
-        .await
-        .unwrap()
+    app.get_with(path, &[("X-Forwarded-For", client)]).await
 }
 
 async fn statuses_as(app: &TestApp, path: &str, client: &str, n: usize) -> Vec<u16> {
@@ -51,13 +46,14 @@ async fn the_request_after_the_burst_gets_429_problem_details_with_retry_after()
     assert_eq!(header(&second, "x-ratelimit-remaining"), Some("0"));
 
     let refused = app
-        .client
-        .get(app.url("/json"))
-        .header("X-Forwarded-For", "203.0.113.1")
-        .header("X-Request-ID", "limited-1")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/json",
+            &[
+                ("X-Forwarded-For", "203.0.113.1"),
+                ("X-Request-ID", "limited-1"),
+            ],
+        )
+        .await;
     assert_eq!(refused.status(), 429);
     assert_eq!(
         header(&refused, "content-type"),
@@ -256,14 +252,17 @@ async fn cors_preflights_are_never_counted() {
     let app = spawn_app(limited_settings()).await;
     for _ in 0..5 {
         let res = app
-            .client
-            .request(reqwest::Method::OPTIONS, app.url("/api/echo"))
-            .header("X-Forwarded-For", "203.0.113.60")
-            .header("Origin", "https://example.com")
-            .header("Access-Control-Request-Method", "POST")
-            .send()
-            .await
-            .unwrap();
+            .request(
+                reqwest::Method::OPTIONS,
+                "/api/echo",
+                &[
+                    ("X-Forwarded-For", "203.0.113.60"),
+                    ("Origin", "https://example.com"),
+                    ("Access-Control-Request-Method", "POST"),
+                ],
+                None,
+            )
+            .await;
         assert_ne!(res.status(), 429);
     }
     assert_eq!(

@@ -88,12 +88,11 @@ async fn a_missing_file_is_a_problem_or_the_404_page_for_browsers() {
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let res = app
-        .client
-        .get(app.url("/missing.html"))
-        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/missing.html",
+            &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+        )
+        .await;
     assert_eq!(res.status(), 404);
     assert_eq!(
         res.text().await.unwrap(),

@@ -169,15 +169,16 @@ async fn a_plain_get_is_told_to_upgrade_with_426_problem_details() {
 async fn an_unsupported_websocket_version_is_told_which_one_to_use() {
     let app = spawn_app(settings()).await;
     let response = app
-        .client
-        .get(app.url("/socket"))
-        .header("upgrade", "websocket")
-        .header("connection", "upgrade")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .header("sec-websocket-version", "8")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/socket",
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("sec-websocket-version", "8"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 426);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
 }
@@ -185,7 +186,9 @@ async fn an_unsupported_websocket_version_is_told_which_one_to_use() {
 #[tokio::test]
 async fn other_methods_on_the_socket_get_405_with_allow() {
     let app = spawn_app(settings()).await;
-    let response = app.client.post(app.url("/socket")).send().await.unwrap();
+    let response = app
+        .request(reqwest::Method::POST, "/socket", &[], None)
+        .await;
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET");
     assert_eq!(

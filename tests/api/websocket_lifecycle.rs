@@ -58,15 +58,16 @@ async fn a_client_that_answers_pings_stays_connected_past_the_timeout() {
 }
 
 async fn upgrade_status(app: &TestApp) -> reqwest::Response {
-    app.client
-        .get(app.url("/socket"))
-        .header("upgrade", "websocket")
-        .header("connection", "upgrade")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .header("sec-websocket-version", "13")
-        .send()
-        .await
-        .unwrap()
+    app.get_with(
+        "/socket",
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ],
+    )
+    .await
 }
 
 #[tokio::test]
