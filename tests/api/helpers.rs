@@ -75,6 +75,30 @@ impl TestApp {
     }
 }
 
+/// The uid/gid of `nobody`, when the tests run as root and must drop privileges like USER does.
+pub fn unprivileged_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("nobody").unwrap();
+    // SAFETY: getpwnam with a valid C string; the result is read at once, before any other
+    // getpw* call in this thread.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !pw.is_null(),
+        "running as root needs a `nobody` user to drop to"
+    );
+    // SAFETY: checked non-null above.
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Some((uid, gid))
+}
+
+/// True when this machine can listen on IPv6 loopback.
+pub fn ipv6_loopback() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
 /// True when the environment says this is CI: `CI` set to anything but empty, `0` or `false`.
 pub fn under_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| {

@@ -95,6 +95,11 @@ impl RawSocket {
         let _ = self.stream.write_all(bytes).await;
     }
 
+    /// Writes bytes and reports whether the connection took them (an error once it is gone).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
     /// The next frame, or `None` once the server closed the TCP connection.
     pub async fn next_frame(&mut self, wait: Duration) -> Option<Frame> {
         timeout(wait, self.read_frame())
