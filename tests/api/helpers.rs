@@ -191,6 +191,13 @@ pub fn tandem_command() -> Command {
 impl BinaryServer {
     /// Starts `tandem serve` with `env` on a free port and waits until it answers.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        let server = Self::spawn(env);
+        server.wait_until_answering();
+        server
+    }
+
+    /// Starts `tandem serve` with `env` on a free port, without waiting for anything.
+    pub fn spawn(env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut cmd = tandem_command();
         cmd.arg("serve")
@@ -214,13 +221,11 @@ impl BinaryServer {
                 }
             }
         });
-        let server = Self {
+        Self {
             child,
             port,
             stderr,
-        };
-        server.wait_until_answering();
-        server
+        }
     }
 
     fn wait_until_answering(&self) {
