@@ -353,3 +353,33 @@ fn the_served_status_reflects_the_configuration() {
     assert_eq!(body["service"], "shop");
     assert_eq!(body["version"], "9.9.9");
 }
+
+#[test]
+fn a_client_timeout_not_longer_than_the_heartbeat_stops_start_up_naming_the_key() {
+    for (heartbeat, client_timeout) in [("15", "15"), ("15", "10")] {
+        let mut env = nginx_env();
+        env.extend([
+            ("TANDEM__WEBSOCKET__HEARTBEAT_SECS", heartbeat),
+            ("TANDEM__WEBSOCKET__CLIENT_TIMEOUT_SECS", client_timeout),
+        ]);
+        let mut cmd = tandem_command();
+        cmd.arg("serve")
+            .env("TANDEM__SERVER__PORT", free_port().to_string());
+        for (key, value) in &env {
+            cmd.env(key, value);
+        }
+        let out = output_within(cmd, Duration::from_secs(20));
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{heartbeat}/{client_timeout}: {err}"
+        );
+        assert!(
+            err.contains("websocket.client_timeout_secs")
+                && err.contains("websocket.heartbeat_secs"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
+}

@@ -13,7 +13,10 @@ use futures_util::FutureExt;
 use serde_json::Value;
 use tandem::Settings;
 
-use crate::helpers::{TestApp, raw_request, spawn_app, test_settings};
+use crate::{
+    helpers::{TestApp, raw_request, spawn_app, test_settings},
+    websocket_client::{RawSocket, TEXT},
+};
 
 fn limited_settings() -> Settings {
     let mut settings = test_settings();
@@ -365,6 +368,32 @@ async fn all_workers_share_one_limiter() {
         4,
         "{statuses:?}"
     );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn only_the_upgrade_is_counted_never_the_messages_on_the_socket() {
+    let mut settings = limited_settings();
+    settings.rate_limit.burst = 3;
+    within_one_refill(settings, |app| async move {
+        // From 127.0.0.1 without forwarded headers: the client is 127.0.0.1 throughout.
+        let mut socket = RawSocket::connect(app.addr).await;
+        for i in 0..20 {
+            let message = format!("message {i}");
+            socket.send(true, TEXT, message.as_bytes()).await;
+            let echo = socket
+                .next_frame(Duration::from_secs(5))
+                .await
+                .expect("the socket stays open");
+            assert_eq!(echo.payload, message.as_bytes());
+        }
+        // Burst 3: the upgrade took one, twenty messages none, so two requests remain.
+        let first = app.get("/json").await;
+        assert_eq!(first.status(), 200);
+        assert_eq!(header(&first, "x-ratelimit-remaining"), Some("1"));
+        assert_eq!(app.get("/json").await.status(), 200);
+        assert_eq!(app.get("/json").await.status(), 429);
     })
     .await;
 }

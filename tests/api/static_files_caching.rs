@@ -145,3 +145,40 @@ async fn a_sibling_going_stale_stops_being_served_within_a_second() {
     let original = std::fs::read(roots.public().join("app.js")).unwrap();
     assert_eq!(crate::helpers::decode(Some("br"), &body).await, original);
 }
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_is_seen_within_a_second() {
+    let roots = StaticRoots::new();
+    let app = spawn_app(roots.settings()).await;
+    let robots = roots.htdocs().join("robots.txt");
+    let before = app.get("/robots.txt").await;
+    let old_etag = before.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(before.text().await.unwrap(), "User-agent: *\nAllow: /\n");
+
+    // Same length and modification time: only the inode tells (an atomic deploy's rename).
+    let old = std::fs::metadata(&robots).unwrap();
+    let staged = roots.htdocs().join(".robots.txt.new");
+    std::fs::write(&staged, "User-agent: *\nAllow: -\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(old.modified().unwrap())
+        .unwrap();
+    std::fs::rename(&staged, &robots).unwrap();
+    let new = std::fs::metadata(&robots).unwrap();
+    assert_eq!(
+        (new.len(), new.modified().unwrap()),
+        (old.len(), old.modified().unwrap())
+    );
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::ino(&new),
+        std::os::unix::fs::MetadataExt::ino(&old)
+    );
+
+    tokio::time::sleep(EDIT_VISIBLE).await;
+    let after = app.get("/robots.txt").await;
+    // A new tag too, or a cache revalidating with the old one would keep the old bytes.
+    assert_ne!(after.headers()["etag"].to_str().unwrap(), old_etag);
+    assert_eq!(after.text().await.unwrap(), "User-agent: *\nAllow: -\n");
+}

@@ -208,3 +208,28 @@ async fn head_ignores_range_and_sends_no_body() {
     assert_eq!(res.headers()["content-length"], "4104");
     assert!(res.bytes().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn if_unmodified_since_older_than_the_file_is_412() {
+    let roots = StaticRoots::new();
+    let app = spawn_app(roots.settings()).await;
+    let (_, last_modified) = validators(&app, "/logo.png", "").await;
+    let modified = httpdate::parse_http_date(&last_modified).unwrap();
+    let older = httpdate::fmt_http_date(modified - std::time::Duration::from_secs(10));
+    let res = app
+        .get_with("/logo.png", &[("if-unmodified-since", &older)])
+        .await;
+    assert_eq!(res.status(), 412);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    // Not modified since then: the condition holds and the file is sent.
+    for since in [
+        last_modified.clone(),
+        httpdate::fmt_http_date(modified + std::time::Duration::from_secs(10)),
+    ] {
+        let res = app
+            .get_with("/logo.png", &[("if-unmodified-since", &since)])
+            .await;
+        assert_eq!(res.status(), 200, "{since}");
+        assert_eq!(res.bytes().await.unwrap().len(), 4104);
+    }
+}

@@ -39,6 +39,8 @@ impl Frame {
 pub struct RawSocket {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The server's `101` response head.
+    pub handshake: String,
 }
 
 impl RawSocket {
@@ -53,6 +55,7 @@ impl RawSocket {
         let mut socket = RawSocket {
             stream,
             buf: Vec::new(),
+            handshake: String::new(),
         };
         let head = socket.read_head().await;
         assert!(
@@ -64,6 +67,7 @@ impl RawSocket {
                 .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
             "wrong accept key:\n{head}"
         );
+        socket.handshake = head;
         socket
     }
 

@@ -196,3 +196,45 @@ async fn other_methods_on_the_socket_get_405_with_allow() {
         "application/problem+json"
     );
 }
+
+#[tokio::test]
+async fn a_handshake_without_a_valid_key_or_connection_upgrade_is_a_400_problem() {
+    let app = spawn_app(settings()).await;
+    let upgrade = ("upgrade", "websocket");
+    let version = ("sec-websocket-version", "13");
+    let good_key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        ("no key", vec![upgrade, ("connection", "upgrade"), version]),
+        (
+            "a key that is not 16 bytes in base64",
+            vec![
+                upgrade,
+                ("connection", "upgrade"),
+                version,
+                ("sec-websocket-key", "not a key"),
+            ],
+        ),
+        (
+            "a key of the wrong length",
+            vec![
+                upgrade,
+                ("connection", "upgrade"),
+                version,
+                ("sec-websocket-key", "c2hvcnQ="),
+            ],
+        ),
+        (
+            "no Connection: upgrade",
+            vec![upgrade, ("connection", "keep-alive"), version, good_key],
+        ),
+    ];
+    for (case, headers) in cases {
+        let response = app.get_with("/socket", &headers).await;
+        assert_eq!(response.status(), 400, "{case}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{case}"
+        );
+    }
+}

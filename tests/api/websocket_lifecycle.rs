@@ -194,6 +194,10 @@ async fn a_socket_opened_while_draining_works_until_the_listener_closes() {
     let app = spawn_app(test_settings()).await;
     app.lifecycle.begin_drain();
     let mut socket = RawSocket::connect(app.addr).await;
+    // Draining adds `Connection: close` to answers, but a 101 must keep its upgrade.
+    let head = socket.handshake.to_ascii_lowercase();
+    assert!(head.contains("connection: upgrade"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
     socket.send(true, TEXT, b"during the drain").await;
     assert_eq!(
         socket.next_frame(WAIT).await.unwrap().payload,
