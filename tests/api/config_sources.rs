@@ -2,11 +2,16 @@
 //! rejection naming its key with exit status 2, `check`, `healthcheck`, `--help`, `--version`,
 //! and bind failures as one sentence with exit status 1.
 
-use std::{net::TcpListener, process::Output};
+use std::{
+    net::TcpListener,
+    os::unix::process::CommandExt,
+    process::{Output, Stdio},
+    time::{Duration, Instant},
+};
 
 use serde_json::Value;
 
-use crate::helpers::{BinaryServer, free_port, tandem_command};
+use crate::helpers::{BinaryServer, free_port, skip, tandem_command, unprivileged_user};
 
 fn run(args: &[&str], env: &[(&str, &str)], dir: Option<&std::path::Path>) -> Output {
     let mut cmd = tandem_command();
@@ -18,6 +23,26 @@ fn run(args: &[&str], env: &[(&str, &str)], dir: Option<&std::path::Path>) -> Ou
         cmd.current_dir(dir);
     }
     cmd.output().unwrap()
+}
+
+/// Runs `cmd` to its end; a server that started instead of failing is killed and fails the test.
+fn output_within(mut cmd: std::process::Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}:\n{}", stderr(&out));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -261,34 +286,30 @@ fn a_taken_port_exits_1_with_one_clear_sentence() {
 
 #[test]
 fn a_privileged_port_without_privilege_explains_the_fix() {
-    // Only meaningful when not allowed to bind low ports (i.e. not root).
-    if unsafe { libc::geteuid() } == 0 {
-        // As root the bind succeeds; check the message shape through the library instead.
-        let err = tandem::startup::StartError::Bind {
-            addr: "0.0.0.0:80".parse().unwrap(),
-            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
-        };
-        let text = err.to_string();
-        assert!(
-            text.contains("CAP_NET_BIND_SERVICE") && text.contains("below 1024"),
-            "{text}"
-        );
-        assert_eq!(err.exit_code(), 1);
+    let unprivileged_start =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|text| text.trim().parse::<u16>().ok())
+            .unwrap_or(1024);
+    if unprivileged_start <= 80 {
+        skip("this machine lets every user bind port 80 (net.ipv4.ip_unprivileged_port_start)");
         return;
     }
-    let out = run(
-        &["serve"],
-        &[
-            ("TANDEM__STATIC__MODE", "nginx"),
-            ("TANDEM__SERVER__PORT", "80"),
-        ],
-        None,
-    );
-    assert_eq!(out.status.code(), Some(1));
+    let mut cmd = tandem_command();
+    cmd.arg("serve")
+        .env("TANDEM__STATIC__MODE", "nginx")
+        .env("TANDEM__SERVER__PORT", "80")
+        .current_dir("/");
+    // As root the bind would succeed: drop to an unprivileged user, as the image's USER does.
+    if let Some((uid, gid)) = unprivileged_user() {
+        cmd.uid(uid).gid(gid);
+    }
+    let out = output_within(cmd, Duration::from_secs(20));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("CAP_NET_BIND_SERVICE"),
-        "{}",
-        stderr(&out)
+        err.contains("CAP_NET_BIND_SERVICE") && err.contains("below 1024"),
+        "{err}"
     );
 }
 
@@ -331,4 +352,34 @@ fn the_served_status_reflects_the_configuration() {
         .unwrap();
     assert_eq!(body["service"], "shop");
     assert_eq!(body["version"], "9.9.9");
+}
+
+#[test]
+fn a_client_timeout_not_longer_than_the_heartbeat_stops_start_up_naming_the_key() {
+    for (heartbeat, client_timeout) in [("15", "15"), ("15", "10")] {
+        let mut env = nginx_env();
+        env.extend([
+            ("TANDEM__WEBSOCKET__HEARTBEAT_SECS", heartbeat),
+            ("TANDEM__WEBSOCKET__CLIENT_TIMEOUT_SECS", client_timeout),
+        ]);
+        let mut cmd = tandem_command();
+        cmd.arg("serve")
+            .env("TANDEM__SERVER__PORT", free_port().to_string());
+        for (key, value) in &env {
+            cmd.env(key, value);
+        }
+        let out = output_within(cmd, Duration::from_secs(20));
+        let err = stderr(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{heartbeat}/{client_timeout}: {err}"
+        );
+        assert!(
+            err.contains("websocket.client_timeout_secs")
+                && err.contains("websocket.heartbeat_secs"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "one sentence: {err}");
+    }
 }

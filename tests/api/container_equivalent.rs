@@ -4,7 +4,6 @@
 //! `tandem healthcheck` as the HEALTHCHECK — then stopped with the image's STOPSIGNAL.
 
 use std::{
-    ffi::CString,
     fs,
     io::{BufRead, BufReader},
     net::{IpAddr, UdpSocket},
@@ -15,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{free_port, raw_get, tandem_command};
+use crate::helpers::{free_port, raw_get, skip, tandem_command, unprivileged_user};
 
 /// The directory layout of the image's /app: copies of the repository's htdocs/ and public/.
 fn image_like_app_dir() -> tempfile::TempDir {
@@ -25,14 +24,8 @@ fn image_like_app_dir() -> tempfile::TempDir {
     for root in ["htdocs", "public"] {
         let from = repo.join(root);
         let to = dir.path().join(root);
-        if from.is_dir() {
-            copy_tree(&from, &to);
-        } else {
-            // The shipped public/ arrives with the site; until then the image layout still has
-            // the directory (the Dockerfile's COPY needs it to exist).
-            eprintln!("note: the repository has no {root}/ yet; using an empty one");
-            fs::create_dir_all(&to).unwrap();
-        }
+        assert!(from.is_dir(), "the repository ships {root}/");
+        copy_tree(&from, &to);
     }
     // Readable by the unprivileged user, as the image's root-owned copies are.
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -53,25 +46,6 @@ fn copy_tree(from: &Path, to: &Path) {
             fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
         }
     }
-}
-
-/// The uid/gid of `nobody`, when the tests run as root and must drop privileges like USER does.
-fn unprivileged_user() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let name = CString::new("nobody").unwrap();
-    // SAFETY: getpwnam with a valid C string; the result is read at once, before any other
-    // getpw* call in this thread.
-    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
-    assert!(
-        !pw.is_null(),
-        "running as root needs a `nobody` user to drop to"
-    );
-    // SAFETY: checked non-null above.
-    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
-    Some((uid, gid))
 }
 
 /// `tandem <args>` as the image's ENTRYPOINT would run it, listening on `port`.
@@ -194,7 +168,7 @@ fn image_equivalent_runs_unprivileged_on_all_interfaces_is_healthy_and_stops_on_
     assert_eq!(get("127.0.0.1".parse().unwrap(), port, "/healthz").0, 200);
     match non_loopback_address() {
         Some(ip) => assert_eq!(get(ip, port, "/api/status").0, 200, "via {ip}"),
-        None => eprintln!("note: no non-loopback address; checked loopback only"),
+        None => skip("no non-loopback address to check the 0.0.0.0 bind from"),
     }
 
     // HEALTHCHECK ["tandem", "healthcheck"], same environment and user.

@@ -8,12 +8,8 @@ use crate::helpers::{nginx_mode_settings, spawn_app};
 async fn api_status_reports_service_version_client_and_request_id() {
     let app = spawn_app(nginx_mode_settings()).await;
     let res = app
-        .client
-        .get(app.url("/api/status"))
-        .header("X-Request-ID", "status-check-1")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/api/status", &[("X-Request-ID", "status-check-1")])
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     assert!(
@@ -93,7 +89,7 @@ async fn readiness_turns_503_while_liveness_stays_200_when_draining() {
 #[tokio::test]
 async fn head_is_answered_like_get_without_a_body() {
     let app = spawn_app(nginx_mode_settings()).await;
-    let res = app.client.head(app.url("/json")).send().await.unwrap();
+    let res = app.head_with("/json", &[]).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-length"], "27");
     assert_eq!(res.bytes().await.unwrap().len(), 0);
@@ -111,14 +107,8 @@ async fn large_dynamic_responses_are_compressed_and_small_ones_are_not() {
         ("gzip;q=0.5, zstd", "zstd"),
     ] {
         let res = app
-            .client
-            .post(app.url("/api/echo"))
-            .header("content-type", "application/json")
-            .header("accept-encoding", accept)
-            .body(payload.clone())
-            .send()
-            .await
-            .unwrap();
+            .post_json("/api/echo", payload.clone(), &[("accept-encoding", accept)])
+            .await;
         assert_eq!(res.status(), 200);
         assert_eq!(res.headers()["content-encoding"], expected, "{accept}");
         assert!(
@@ -130,12 +120,8 @@ async fn large_dynamic_responses_are_compressed_and_small_ones_are_not() {
         );
     }
     let res = app
-        .client
-        .get(app.url("/json"))
-        .header("accept-encoding", "br, gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/json", &[("accept-encoding", "br, gzip")])
+        .await;
     assert!(res.headers().get("content-encoding").is_none());
     assert_eq!(res.text().await.unwrap(), r#"{"message":"Hello, World!"}"#);
 }
@@ -144,14 +130,12 @@ async fn large_dynamic_responses_are_compressed_and_small_ones_are_not() {
 async fn echo_returns_the_body_and_the_idempotency_key() {
     let app = spawn_app(nginx_mode_settings()).await;
     let res = app
-        .client
-        .post(app.url("/api/echo"))
-        .header("content-type", "application/json")
-        .header("Idempotency-Key", "order-42")
-        .body(r#"{"a":[1,2,3]}"#)
-        .send()
-        .await
-        .unwrap();
+        .post_json(
+            "/api/echo",
+            r#"{"a":[1,2,3]}"#,
+            &[("Idempotency-Key", "order-42")],
+        )
+        .await;
     assert_eq!(res.status(), 200);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["echo"], serde_json::json!({"a": [1, 2, 3]}));

@@ -28,12 +28,93 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request to the test server")
+        self.get_with(path, &[]).await
     }
+
+    /// `GET path` with these request headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.request(reqwest::Method::GET, path, headers, None)
+            .await
+    }
+
+    /// `HEAD path` with these request headers.
+    pub async fn head_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+        self.request(reqwest::Method::HEAD, path, headers, None)
+            .await
+    }
+
+    /// `POST path` with a body declared as `application/json`, plus these request headers.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        headers: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut all = vec![("content-type", "application/json")];
+        all.extend_from_slice(headers);
+        self.request(reqwest::Method::POST, path, &all, Some(body.into()))
+            .await
+    }
+
+    /// Any method, any headers, an optional body: what the shorthands above are made of.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        request.send().await.expect("request to the test server")
+    }
+}
+
+/// The uid/gid of `nobody`, when the tests run as root and must drop privileges like USER does.
+pub fn unprivileged_user() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("nobody").unwrap();
+    // SAFETY: getpwnam with a valid C string; the result is read at once, before any other
+    // getpw* call in this thread.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !pw.is_null(),
+        "running as root needs a `nobody` user to drop to"
+    );
+    // SAFETY: checked non-null above.
+    let (uid, gid) = unsafe { ((*pw).pw_uid, (*pw).pw_gid) };
+    Some((uid, gid))
+}
+
+/// True when this machine can listen on IPv6 loopback.
+pub fn ipv6_loopback() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// True when the environment says this is CI: `CI` set to anything but empty, `0` or `false`.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| {
+        let value = value.trim();
+        !value.is_empty() && value != "0" && !value.eq_ignore_ascii_case("false")
+    })
+}
+
+/// A test that cannot run on this machine: under CI that is a failure (a CI machine must be able
+/// to run every test), elsewhere one `SKIPPED:` line. Call it and return.
+#[track_caller]
+pub fn skip(reason: &str) {
+    assert!(!under_ci(), "cannot run under CI: {reason}");
+    // Straight to the stderr handle: libtest captures `eprintln!` of passing tests, and a skip
+    // that nobody sees looks exactly like a pass.
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {reason}");
 }
 
 /// Settings for tests: port 0, the repository's fixtures as roots, nothing limited unless asked.
@@ -110,6 +191,13 @@ pub fn tandem_command() -> Command {
 impl BinaryServer {
     /// Starts `tandem serve` with `env` on a free port and waits until it answers.
     pub fn start(env: &[(&str, &str)]) -> Self {
+        let server = Self::spawn(env);
+        server.wait_until_answering();
+        server
+    }
+
+    /// Starts `tandem serve` with `env` on a free port, without waiting for anything.
+    pub fn spawn(env: &[(&str, &str)]) -> Self {
         let port = free_port();
         let mut cmd = tandem_command();
         cmd.arg("serve")
@@ -133,13 +221,11 @@ impl BinaryServer {
                 }
             }
         });
-        let server = Self {
+        Self {
             child,
             port,
             stderr,
-        };
-        server.wait_until_answering();
-        server
+        }
     }
 
     fn wait_until_answering(&self) {
@@ -155,6 +241,15 @@ impl BinaryServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// A blocking `GET path` with these request headers.
+    pub fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> reqwest::blocking::Response {
+        let mut request = reqwest::blocking::Client::new().get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().expect("request to the tandem binary")
     }
 
     pub fn stderr(&self) -> String {

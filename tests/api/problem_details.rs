@@ -32,12 +32,11 @@ async fn unknown_route_is_a_404_problem() {
 async fn browsers_get_the_404_page_when_it_exists() {
     let app = spawn_app(test_settings()).await;
     let res = app
-        .client
-        .get(app.url("/no/such/page"))
-        .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/no/such/page",
+            &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")],
+        )
+        .await;
     assert_eq!(res.status(), 404);
     assert!(
         res.headers()["content-type"]
@@ -59,12 +58,7 @@ async fn wrong_method_is_a_405_problem_with_allow() {
         (reqwest::Method::PUT, "/healthz", "GET, HEAD"),
         (reqwest::Method::GET, "/api/echo", "POST"),
     ] {
-        let res = app
-            .client
-            .request(method, app.url(path))
-            .send()
-            .await
-            .unwrap();
+        let res = app.request(method, path, &[], None).await;
         assert_eq!(res.headers()["allow"], allow, "{path}");
         assert_problem(res, 405).await;
     }
@@ -77,25 +71,13 @@ async fn bodies_over_the_limit_are_a_413_problem() {
     let app = spawn_app(settings).await;
     let big = format!("[\"{}\"]", "x".repeat(200));
     // Declared length over the limit.
-    let res = app
-        .client
-        .post(app.url("/api/echo"))
-        .header("content-type", "application/json")
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_json("/api/echo", big.clone(), &[]).await;
     assert_problem(res, 413).await;
     // Chunked body (no declared length) over the limit.
     let stream = futures_util::stream::iter(vec![Ok::<_, std::io::Error>(big.into_bytes())]);
     let res = app
-        .client
-        .post(app.url("/api/echo"))
-        .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send()
-        .await
-        .unwrap();
+        .post_json("/api/echo", reqwest::Body::wrap_stream(stream), &[])
+        .await;
     assert_problem(res, 413).await;
 }
 
@@ -103,27 +85,20 @@ async fn bodies_over_the_limit_are_a_413_problem() {
 async fn wrong_media_type_is_a_415_problem() {
     let app = spawn_app(nginx_mode_settings()).await;
     let res = app
-        .client
-        .post(app.url("/api/echo"))
-        .header("content-type", "text/plain")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+        .request(
+            reqwest::Method::POST,
+            "/api/echo",
+            &[("content-type", "text/plain")],
+            Some("{}".into()),
+        )
+        .await;
     assert_problem(res, 415).await;
 }
 
 #[tokio::test]
 async fn malformed_json_is_a_400_problem() {
     let app = spawn_app(nginx_mode_settings()).await;
-    let res = app
-        .client
-        .post(app.url("/api/echo"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let res = app.post_json("/api/echo", "{not json", &[]).await;
     let body = assert_problem(res, 400).await;
     assert!(body["detail"].as_str().unwrap().contains("JSON"), "{body}");
 }

@@ -10,23 +10,17 @@ use crate::helpers::{BinaryServer, nginx_mode_settings, spawn_app};
 async fn a_valid_request_id_is_kept_and_echoed_with_the_correlation_id() {
     let app = spawn_app(nginx_mode_settings()).await;
     let res = app
-        .client
-        .get(app.url("/json"))
-        .header("x-request-id", "abc.DEF_123:xyz-9")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/json", &[("x-request-id", "abc.DEF_123:xyz-9")])
+        .await;
     assert_eq!(res.headers()["x-request-id"], "abc.DEF_123:xyz-9");
     assert_eq!(res.headers()["x-correlation-id"], "abc.DEF_123:xyz-9");
 
     let res = app
-        .client
-        .get(app.url("/json"))
-        .header("x-request-id", "req-1")
-        .header("x-correlation-id", "trace-7")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/json",
+            &[("x-request-id", "req-1"), ("x-correlation-id", "trace-7")],
+        )
+        .await;
     assert_eq!(res.headers()["x-request-id"], "req-1");
     assert_eq!(res.headers()["x-correlation-id"], "trace-7");
 }
@@ -43,13 +37,11 @@ async fn invalid_request_ids_are_replaced_with_fresh_ones() {
         "quote\"",
     ] {
         let res = app
-            .client
-            .get(app.url("/api/status"))
-            .header("x-request-id", bad)
-            .header("x-correlation-id", bad)
-            .send()
-            .await
-            .unwrap();
+            .get_with(
+                "/api/status",
+                &[("x-request-id", bad), ("x-correlation-id", bad)],
+            )
+            .await;
         let id = res.headers()["x-request-id"].to_str().unwrap().to_string();
         assert_ne!(id, bad);
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
@@ -85,15 +77,15 @@ fn wait_for_line(server: &BinaryServer, needle: &str) -> String {
 #[test]
 fn text_access_lines_have_every_field_and_cannot_be_broken() {
     let server = BinaryServer::start(&[("TANDEM__STATIC__MODE", "nginx")]);
-    let client = reqwest::blocking::Client::new();
-    let res = client
-        .get(server.url("/json?x=1"))
-        .header("x-request-id", "log-text-1")
-        .header("x-correlation-id", "corr-text-1")
-        .header("idempotency-key", "idem-1")
-        .header("user-agent", "agent \"with quotes\" \\ and\tcontrol")
-        .send()
-        .unwrap();
+    let res = server.get_with(
+        "/json?x=1",
+        &[
+            ("x-request-id", "log-text-1"),
+            ("x-correlation-id", "corr-text-1"),
+            ("idempotency-key", "idem-1"),
+            ("user-agent", "agent \"with quotes\" \\ and\tcontrol"),
+        ],
+    );
     assert_eq!(res.status(), 200);
     let line = wait_for_line(&server, "log-text-1");
     assert!(line.contains("tandem::access"), "{line}");
@@ -117,13 +109,10 @@ fn json_access_lines_are_one_object_each() {
         ("TANDEM__STATIC__MODE", "nginx"),
         ("TANDEM__LOG__FORMAT", "json"),
     ]);
-    let client = reqwest::blocking::Client::new();
-    client
-        .get(server.url("/api/status"))
-        .header("x-request-id", "log-json-1")
-        .header("user-agent", "ua \"q\"")
-        .send()
-        .unwrap();
+    server.get_with(
+        "/api/status",
+        &[("x-request-id", "log-json-1"), ("user-agent", "ua \"q\"")],
+    );
     let line = wait_for_line(&server, "log-json-1");
     let record: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(record["type"], "access");
@@ -146,28 +135,15 @@ fn json_access_lines_are_one_object_each() {
 #[test]
 fn probes_are_logged_at_debug_only() {
     let server = BinaryServer::start(&[("TANDEM__STATIC__MODE", "nginx")]);
-    let client = reqwest::blocking::Client::new();
     for path in ["/health", "/healthz", "/readyz", "/startupz"] {
-        client
-            .get(server.url(path))
-            .header("x-request-id", "probe-1")
-            .send()
-            .unwrap();
+        server.get_with(path, &[("x-request-id", "probe-1")]);
     }
-    client
-        .get(server.url("/json"))
-        .header("x-request-id", "after-probes")
-        .send()
-        .unwrap();
+    server.get_with("/json", &[("x-request-id", "after-probes")]);
     wait_for_line(&server, "after-probes");
     assert!(!server.stderr().contains("probe-1"), "{}", server.stderr());
 
     let debug = BinaryServer::start(&[("TANDEM__STATIC__MODE", "nginx"), ("RUST_LOG", "debug")]);
-    client
-        .get(debug.url("/readyz"))
-        .header("x-request-id", "probe-2")
-        .send()
-        .unwrap();
+    debug.get_with("/readyz", &[("x-request-id", "probe-2")]);
     let line = wait_for_line(&debug, "probe-2");
     assert!(line.contains("DEBUG") && line.contains("/readyz"), "{line}");
 }

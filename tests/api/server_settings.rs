@@ -7,7 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::helpers::{nginx_mode_settings, spawn_app};
+use crate::helpers::{ipv6_loopback, nginx_mode_settings, skip, spawn_app};
 
 fn read_some(stream: &mut TcpStream) -> std::io::Result<String> {
     let mut buf = [0u8; 4096];
@@ -178,4 +178,23 @@ async fn accepted_connections_have_tcp_nodelay() {
     })
     .await
     .unwrap();
+}
+
+#[tokio::test]
+async fn a_wildcard_ipv6_host_serves_ipv4_and_ipv6() {
+    if !ipv6_loopback() {
+        skip("no IPv6 on lo: cannot check [::1]");
+        return;
+    }
+    let mut settings = nginx_mode_settings();
+    settings.server.host = "::".into();
+    let app = spawn_app(settings).await;
+    let port = app.addr.port();
+    for url in [
+        format!("http://127.0.0.1:{port}/healthz"),
+        format!("http://[::1]:{port}/healthz"),
+    ] {
+        let res = app.client.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{url}");
+    }
 }

@@ -8,7 +8,9 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::helpers::tandem_command;
+use crate::helpers::{spawn_app, tandem_command, test_settings};
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,8 +32,8 @@ fn sources_in(dir: &Path) -> Vec<String> {
     names
 }
 
-/// The content-hash segment of a file name (`app.3f9a2c1b.js` → `3f9a2c1b`), as SPEC §5 defines
-/// it: 8 or more hex digits between dots.
+/// The content-hash segment of a name the server already serves as fingerprinted
+/// (`app.3f9a2c1b.js` → `3f9a2c1b`): which digits to compare with the content.
 fn fingerprint(name: &str) -> Option<&str> {
     let segments: Vec<&str> = name.split('.').collect();
     segments
@@ -49,42 +51,89 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-#[test]
-fn fingerprint_segments_are_found_as_the_spec_defines_them() {
-    let cases: &[(&str, Option<&str>)] = &[
-        ("app.3f9a2c1b.js", Some("3f9a2c1b")),
-        ("app.3F9A2C1B0.css", Some("3F9A2C1B0")),
-        ("vendor.min.0123456789abcdef.js", Some("0123456789abcdef")),
-        ("app.3f9a2c1.js", None),
-        ("3f9a2c1b.js", None),
-        ("app.js.3f9a2c1b", None),
-        ("app.css", None),
+/// What `Cache-Control` tandem serves for `/public/<name>` with `public` as its asset root.
+async fn served_cache_control(public: &Path, names: &[String]) -> Vec<String> {
+    let mut settings = test_settings();
+    settings.static_files.htdocs = repo().join("htdocs");
+    settings.static_files.public = public.to_path_buf();
+    let app = spawn_app(settings).await;
+    let mut values = Vec::new();
+    for name in names {
+        let res = app.get(&format!("/public/{name}")).await;
+        assert_eq!(res.status(), 200, "/public/{name}");
+        values.push(res.headers()["cache-control"].to_str().unwrap().to_string());
+    }
+    values
+}
+
+#[tokio::test]
+async fn the_server_recognises_fingerprints_as_the_spec_defines_them() {
+    let cases: &[(&str, bool)] = &[
+        ("app.3f9a2c1b.js", true),
+        ("app.3F9A2C1B0.css", true),
+        ("vendor.min.0123456789abcdef.js", true),
+        ("app.3f9a2c1.js", false),
+        ("3f9a2c1b.js", false),
+        ("app.js.3f9a2c1b", false),
+        ("app.css", false),
     ];
-    for (name, expected) in cases {
-        assert_eq!(fingerprint(name), *expected, "{name}");
+    let public = tempfile::tempdir().unwrap();
+    for (name, _) in cases {
+        fs::write(public.path().join(name), "x\n").unwrap();
+    }
+    let names: Vec<String> = cases.iter().map(|(name, _)| name.to_string()).collect();
+    let served = served_cache_control(public.path(), &names).await;
+    for ((name, fingerprinted), cache_control) in cases.iter().zip(served) {
+        assert_eq!(
+            cache_control == IMMUTABLE,
+            *fingerprinted,
+            "{name}: {cache_control}"
+        );
     }
 }
 
-#[test]
-fn fingerprinted_assets_are_named_after_their_content() {
+#[tokio::test]
+async fn fingerprinted_assets_are_named_after_their_content() {
     let public = repo().join("public");
     let names = sources_in(&public);
     assert!(!names.is_empty(), "public/ ships the page's CSS and JS");
-    for name in names {
+    let served = served_cache_control(&public, &names).await;
+    for (name, cache_control) in names.iter().zip(served) {
         let is_code = name.ends_with(".css") || name.ends_with(".js");
-        let Some(segment) = fingerprint(&name) else {
+        if cache_control != IMMUTABLE {
             assert!(
                 !is_code,
-                "public/{name} must carry a content hash (sha256sum | cut -c1-8) in its name"
+                "public/{name} is served as {cache_control:?}: it must carry a content hash (sha256sum | cut -c1-8) in its name"
             );
             continue;
-        };
-        let hash = sha256_hex(&fs::read(public.join(&name)).unwrap());
+        }
+        let segment = fingerprint(name).expect("the server saw a content hash in the name");
+        let hash = sha256_hex(&fs::read(public.join(name)).unwrap());
         assert!(
             hash.starts_with(&segment.to_ascii_lowercase()),
             "public/{name} was edited without renaming: its content hash starts with {}; rename it to use that and update the pages that link it",
             &hash[..segment.len()]
         );
+    }
+}
+
+#[tokio::test]
+async fn a_shipped_asset_renamed_without_its_hash_is_not_immutable() {
+    let shipped = repo().join("public");
+    let copies = tempfile::tempdir().unwrap();
+    let mut renamed = Vec::new();
+    for name in sources_in(&shipped) {
+        let Some(segment) = fingerprint(&name) else {
+            continue;
+        };
+        let plain = name.replace(&format!(".{segment}"), "");
+        fs::copy(shipped.join(&name), copies.path().join(&plain)).unwrap();
+        renamed.push(plain);
+    }
+    assert!(!renamed.is_empty(), "public/ ships fingerprinted assets");
+    let served = served_cache_control(copies.path(), &renamed).await;
+    for (name, cache_control) in renamed.iter().zip(served) {
+        assert_eq!(cache_control, "public, max-age=3600", "{name}");
     }
 }
 

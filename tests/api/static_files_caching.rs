@@ -99,29 +99,17 @@ async fn new_and_removed_files_are_seen_within_a_second() {
 async fn new_and_removed_siblings_are_seen_within_a_second() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
-    let br = |app: &TestApp| {
-        app.client
-            .get(app.url("/page.html"))
-            .header("accept-encoding", "br, gzip")
-            .send()
-    };
-    assert_eq!(br(&app).await.unwrap().headers()["content-encoding"], "br");
+    let br = || app.get_with("/page.html", &[("accept-encoding", "br, gzip")]);
+    assert_eq!(br().await.headers()["content-encoding"], "br");
     std::fs::remove_file(roots.htdocs().join("page.html.br")).unwrap();
     tokio::time::sleep(EDIT_VISIBLE).await;
-    assert_eq!(
-        br(&app).await.unwrap().headers()["content-encoding"],
-        "gzip"
-    );
+    assert_eq!(br().await.headers()["content-encoding"], "gzip");
 
     // A sibling appearing for a file that had none replaces on-the-fly compression.
     let css = roots.public().join("css/site.css");
     let res = app
-        .client
-        .get(app.url("/public/css/site.css"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/public/css/site.css", &[("accept-encoding", "br")])
+        .await;
     assert!(res.headers().get("content-encoding").is_none());
     let sibling = roots.public().join("css/site.css.br");
     std::fs::write(&sibling, b"not really brotli, but what the sibling says").unwrap();
@@ -134,12 +122,8 @@ async fn new_and_removed_siblings_are_seen_within_a_second() {
         .unwrap();
     tokio::time::sleep(EDIT_VISIBLE).await;
     let res = app
-        .client
-        .get(app.url("/public/css/site.css"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/public/css/site.css", &[("accept-encoding", "br")])
+        .await;
     assert_eq!(res.headers()["content-encoding"], "br");
     assert_eq!(
         res.bytes().await.unwrap(),
@@ -151,18 +135,50 @@ async fn new_and_removed_siblings_are_seen_within_a_second() {
 async fn a_sibling_going_stale_stops_being_served_within_a_second() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
-    let req = || {
-        app.client
-            .get(app.url("/public/app.js"))
-            .header("accept-encoding", "br")
-            .send()
-    };
-    assert_eq!(req().await.unwrap().headers()["content-encoding"], "br");
+    let req = || app.get_with("/public/app.js", &[("accept-encoding", "br")]);
+    assert_eq!(req().await.headers()["content-encoding"], "br");
     roots.shift_mtime(&roots.public().join("app.js"), 120);
     tokio::time::sleep(EDIT_VISIBLE).await;
-    let res = req().await.unwrap();
+    let res = req().await;
     // Compressed from the (newer) original instead.
     let body = res.bytes().await.unwrap();
     let original = std::fs::read(roots.public().join("app.js")).unwrap();
     assert_eq!(crate::helpers::decode(Some("br"), &body).await, original);
+}
+
+#[tokio::test]
+async fn a_file_replaced_by_rename_is_seen_within_a_second() {
+    let roots = StaticRoots::new();
+    let app = spawn_app(roots.settings()).await;
+    let robots = roots.htdocs().join("robots.txt");
+    let before = app.get("/robots.txt").await;
+    let old_etag = before.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(before.text().await.unwrap(), "User-agent: *\nAllow: /\n");
+
+    // Same length and modification time: only the inode tells (an atomic deploy's rename).
+    let old = std::fs::metadata(&robots).unwrap();
+    let staged = roots.htdocs().join(".robots.txt.new");
+    std::fs::write(&staged, "User-agent: *\nAllow: -\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&staged)
+        .unwrap()
+        .set_modified(old.modified().unwrap())
+        .unwrap();
+    std::fs::rename(&staged, &robots).unwrap();
+    let new = std::fs::metadata(&robots).unwrap();
+    assert_eq!(
+        (new.len(), new.modified().unwrap()),
+        (old.len(), old.modified().unwrap())
+    );
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::ino(&new),
+        std::os::unix::fs::MetadataExt::ino(&old)
+    );
+
+    tokio::time::sleep(EDIT_VISIBLE).await;
+    let after = app.get("/robots.txt").await;
+    // A new tag too, or a cache revalidating with the old one would keep the old bytes.
+    assert_ne!(after.headers()["etag"].to_str().unwrap(), old_etag);
+    assert_eq!(after.text().await.unwrap(), "User-agent: *\nAllow: -\n");
 }

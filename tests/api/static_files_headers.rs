@@ -15,13 +15,7 @@ async fn content_type_declares_utf8_for_text_and_javascript_only() {
         ("/logo.png", "image/png"),
     ];
     for (path, expected) in cases {
-        let res = app
-            .client
-            .get(app.url(path))
-            .header("accept-encoding", "br")
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_with(path, &[("accept-encoding", "br")]).await;
         assert_eq!(res.status(), 200, "{path}");
         assert_eq!(res.headers()["content-type"], expected, "{path}");
     }
@@ -38,13 +32,7 @@ async fn every_file_answer_has_validators_ranges_nosniff_and_no_attachment() {
         "/data.json",
     ] {
         for accept in ["", "br, gzip"] {
-            let res = app
-                .client
-                .get(app.url(path))
-                .header("accept-encoding", accept)
-                .send()
-                .await
-                .unwrap();
+            let res = app.get_with(path, &[("accept-encoding", accept)]).await;
             let h = res.headers();
             assert_eq!(res.status(), 200, "{path}");
             assert!(h["etag"].to_str().unwrap().starts_with('"'), "{path}");
@@ -76,13 +64,7 @@ async fn vary_is_sent_whenever_a_file_has_siblings_or_is_compressible() {
         ("/logo.png", "br, gzip", false),
     ];
     for (path, accept, vary) in cases {
-        let res = app
-            .client
-            .get(app.url(path))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_with(path, &[("accept-encoding", accept)]).await;
         assert_eq!(
             res.headers().get("vary").map(|v| v.to_str().unwrap()),
             vary.then_some("accept-encoding"),
@@ -105,22 +87,10 @@ async fn each_representation_has_its_own_etag() {
         ("/data.json", "br"),
         ("/data.json", "gzip"),
     ] {
-        let res = app
-            .client
-            .get(app.url(path))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
+        let res = app.get_with(path, &[("accept-encoding", accept)]).await;
         let tag = res.headers()["etag"].to_str().unwrap().to_string();
         // Same request, same tag.
-        let again = app
-            .client
-            .get(app.url(path))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
+        let again = app.get_with(path, &[("accept-encoding", accept)]).await;
         assert_eq!(again.headers()["etag"].to_str().unwrap(), tag);
         assert!(!tags.contains(&tag), "{path} {accept}: {tag} repeats");
         tags.push(tag);
@@ -136,20 +106,8 @@ async fn head_answers_the_same_headers_without_a_body() {
         ("/logo.png", ""),
         ("/data.json", "gzip"),
     ] {
-        let get = app
-            .client
-            .get(app.url(path))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
-        let head = app
-            .client
-            .head(app.url(path))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
+        let get = app.get_with(path, &[("accept-encoding", accept)]).await;
+        let head = app.head_with(path, &[("accept-encoding", accept)]).await;
         assert_eq!(head.status(), 200);
         for name in [
             "content-type",

@@ -38,11 +38,11 @@ async fn accept_encoding_picks_the_best_fresh_sibling() {
         (Some("BR"), Some("br")),
     ];
     for (accept, expected) in cases {
-        let mut req = app.client.get(app.url("/page.html"));
-        if let Some(accept) = accept {
-            req = req.header("accept-encoding", *accept);
-        }
-        let res = req.send().await.unwrap();
+        let headers: &[(&str, &str)] = match accept {
+            Some(accept) => &[("accept-encoding", accept)],
+            None => &[],
+        };
+        let res = app.get_with("/page.html", headers).await;
         assert_eq!(res.status(), 200, "{accept:?}");
         let got = encoding_of(&res);
         assert_eq!(got.as_deref(), *expected, "{accept:?}");
@@ -71,12 +71,8 @@ async fn an_encoding_not_configured_is_never_served() {
     let app = spawn_app(settings).await;
     for (accept, expected) in [("br", None), ("br, zstd", None), ("br, gzip", Some("gzip"))] {
         let res = app
-            .client
-            .get(app.url("/page.html"))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
+            .get_with("/page.html", &[("accept-encoding", accept)])
+            .await;
         assert_eq!(encoding_of(&res).as_deref(), expected, "{accept}");
     }
 
@@ -84,12 +80,8 @@ async fn an_encoding_not_configured_is_never_served() {
     settings.static_files.encodings = vec![];
     let app = spawn_app(settings).await;
     let res = app
-        .client
-        .get(app.url("/page.html"))
-        .header("accept-encoding", "br, zstd, gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/page.html", &[("accept-encoding", "br, zstd, gzip")])
+        .await;
     assert_eq!(encoding_of(&res), None);
 }
 
@@ -100,12 +92,8 @@ async fn configured_order_breaks_ties() {
     settings.static_files.encodings = vec![Encoding::Gzip, Encoding::Zstd, Encoding::Br];
     let app = spawn_app(settings).await;
     let res = app
-        .client
-        .get(app.url("/page.html"))
-        .header("accept-encoding", "br, zstd, gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/page.html", &[("accept-encoding", "br, zstd, gzip")])
+        .await;
     assert_eq!(encoding_of(&res).as_deref(), Some("gzip"));
 }
 
@@ -115,12 +103,8 @@ async fn stale_brotli_sibling_is_never_served() {
     roots.shift_mtime(&roots.htdocs().join("page.html.br"), -60);
     let app = spawn_app(roots.settings()).await;
     let res = app
-        .client
-        .get(app.url("/page.html"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/page.html", &[("accept-encoding", "br")])
+        .await;
     // No fresh br sibling, other siblings exist: the original is the answer.
     assert_eq!(encoding_of(&res), None);
     assert_eq!(res.headers()["vary"], "accept-encoding");
@@ -132,12 +116,8 @@ async fn stale_brotli_sibling_is_never_served() {
 
     // The fresh gzip sibling still is served.
     let res = app
-        .client
-        .get(app.url("/page.html"))
-        .header("accept-encoding", "br, gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/page.html", &[("accept-encoding", "br, gzip")])
+        .await;
     assert_eq!(encoding_of(&res).as_deref(), Some("gzip"));
 }
 
@@ -150,12 +130,8 @@ async fn original_newer_than_every_sibling_is_compressed_on_the_fly_from_itself(
     std::fs::write(&page, &content).unwrap();
     let app = spawn_app(roots.settings()).await;
     let res = app
-        .client
-        .get(app.url("/page.html"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/page.html", &[("accept-encoding", "br")])
+        .await;
     let encoding = encoding_of(&res);
     assert_eq!(encoding.as_deref(), Some("br"));
     let body = res.bytes().await.unwrap();
@@ -169,12 +145,8 @@ async fn compressible_file_without_siblings_is_compressed_on_the_fly() {
     let original = std::fs::read(roots.htdocs().join("data.json")).unwrap();
     for accept in ["br", "zstd", "gzip"] {
         let res = app
-            .client
-            .get(app.url("/data.json"))
-            .header("accept-encoding", accept)
-            .send()
-            .await
-            .unwrap();
+            .get_with("/data.json", &[("accept-encoding", accept)])
+            .await;
         assert_eq!(res.status(), 200);
         assert_eq!(encoding_of(&res).as_deref(), Some(accept));
         assert_eq!(res.headers()["vary"], "accept-encoding");
@@ -195,12 +167,8 @@ async fn incompressible_file_without_siblings_is_sent_as_it_is_without_vary() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
     let res = app
-        .client
-        .get(app.url("/logo.png"))
-        .header("accept-encoding", "br, gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/logo.png", &[("accept-encoding", "br, gzip")])
+        .await;
     assert_eq!(res.status(), 200);
     assert_eq!(encoding_of(&res), None);
     assert!(res.headers().get("vary").is_none());
@@ -212,12 +180,8 @@ async fn a_sibling_without_its_original_is_never_served() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
     let res = app
-        .client
-        .get(app.url("/orphan.txt"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/orphan.txt", &[("accept-encoding", "br")])
+        .await;
     assert_eq!(res.status(), 404);
 }
 
@@ -236,12 +200,8 @@ async fn large_files_are_streamed_with_exact_length_or_compressed_while_sent() {
     assert_eq!(res.bytes().await.unwrap(), content.as_bytes());
 
     let res = app
-        .client
-        .get(app.url("/big.txt"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/big.txt", &[("accept-encoding", "gzip")])
+        .await;
     assert_eq!(encoding_of(&res).as_deref(), Some("gzip"));
     let etag = res.headers()["etag"].to_str().unwrap().to_string();
     let body = res.bytes().await.unwrap();
@@ -252,12 +212,8 @@ async fn large_files_are_streamed_with_exact_length_or_compressed_while_sent() {
     assert_ne!(identity.headers()["etag"].to_str().unwrap(), etag);
 
     let res = app
-        .client
-        .get(app.url("/big.txt"))
-        .header("range", "bytes=1000000-1000009")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/big.txt", &[("range", "bytes=1000000-1000009")])
+        .await;
     assert_eq!(res.status(), 206);
     assert_eq!(res.headers()["content-length"], "10");
     assert_eq!(
@@ -269,7 +225,7 @@ async fn large_files_are_streamed_with_exact_length_or_compressed_while_sent() {
         content.as_bytes()[1_000_000..1_000_010]
     );
 
-    let res = app.client.head(app.url("/big.txt")).send().await.unwrap();
+    let res = app.head_with("/big.txt", &[]).await;
     assert_eq!(res.headers()["content-length"], content.len().to_string());
     assert!(res.bytes().await.unwrap().is_empty());
 }

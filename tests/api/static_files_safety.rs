@@ -119,12 +119,8 @@ async fn symlinks_leading_outside_a_root_are_404() {
         );
     }
     let res = app
-        .client
-        .get(app.url("/robots.txt"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/robots.txt", &[("accept-encoding", "br")])
+        .await;
     assert_eq!(res.status(), 200);
     assert!(!res.text().await.unwrap().contains("OUTSIDE"));
 }
@@ -147,12 +143,7 @@ async fn methods_other_than_get_and_head_are_405_with_allow() {
     let app = spawn_app(roots.settings()).await;
     for method in ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"] {
         for path in ["/page.html", "/missing.txt", "/public/app.js"] {
-            let res = app
-                .client
-                .request(method.parse().unwrap(), app.url(path))
-                .send()
-                .await
-                .unwrap();
+            let res = app.request(method.parse().unwrap(), path, &[], None).await;
             assert_eq!(res.status(), 405, "{method} {path}");
             assert_eq!(res.headers()["allow"], "GET, HEAD");
             assert_eq!(res.headers()["content-type"], "application/problem+json");

@@ -39,6 +39,8 @@ impl Frame {
 pub struct RawSocket {
     stream: TcpStream,
     buf: Vec<u8>,
+    /// The server's `101` response head.
+    pub handshake: String,
 }
 
 impl RawSocket {
@@ -53,6 +55,7 @@ impl RawSocket {
         let mut socket = RawSocket {
             stream,
             buf: Vec::new(),
+            handshake: String::new(),
         };
         let head = socket.read_head().await;
         assert!(
@@ -64,6 +67,7 @@ impl RawSocket {
                 .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
             "wrong accept key:\n{head}"
         );
+        socket.handshake = head;
         socket
     }
 
@@ -93,6 +97,11 @@ impl RawSocket {
         // The server may already have closed after an earlier violation; that is what the
         // test then checks, so a failed write is not an error here.
         let _ = self.stream.write_all(bytes).await;
+    }
+
+    /// Writes bytes and reports whether the connection took them (an error once it is gone).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
     }
 
     /// The next frame, or `None` once the server closed the TCP connection.

@@ -169,15 +169,16 @@ async fn a_plain_get_is_told_to_upgrade_with_426_problem_details() {
 async fn an_unsupported_websocket_version_is_told_which_one_to_use() {
     let app = spawn_app(settings()).await;
     let response = app
-        .client
-        .get(app.url("/socket"))
-        .header("upgrade", "websocket")
-        .header("connection", "upgrade")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .header("sec-websocket-version", "8")
-        .send()
-        .await
-        .unwrap();
+        .get_with(
+            "/socket",
+            &[
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                ("sec-websocket-version", "8"),
+            ],
+        )
+        .await;
     assert_eq!(response.status(), 426);
     assert_eq!(response.headers()["sec-websocket-version"], "13");
 }
@@ -185,11 +186,55 @@ async fn an_unsupported_websocket_version_is_told_which_one_to_use() {
 #[tokio::test]
 async fn other_methods_on_the_socket_get_405_with_allow() {
     let app = spawn_app(settings()).await;
-    let response = app.client.post(app.url("/socket")).send().await.unwrap();
+    let response = app
+        .request(reqwest::Method::POST, "/socket", &[], None)
+        .await;
     assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["allow"], "GET");
     assert_eq!(
         response.headers()["content-type"],
         "application/problem+json"
     );
+}
+
+#[tokio::test]
+async fn a_handshake_without_a_valid_key_or_connection_upgrade_is_a_400_problem() {
+    let app = spawn_app(settings()).await;
+    let upgrade = ("upgrade", "websocket");
+    let version = ("sec-websocket-version", "13");
+    let good_key = ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==");
+    let cases: [(&str, Vec<(&str, &str)>); 4] = [
+        ("no key", vec![upgrade, ("connection", "upgrade"), version]),
+        (
+            "a key that is not 16 bytes in base64",
+            vec![
+                upgrade,
+                ("connection", "upgrade"),
+                version,
+                ("sec-websocket-key", "not a key"),
+            ],
+        ),
+        (
+            "a key of the wrong length",
+            vec![
+                upgrade,
+                ("connection", "upgrade"),
+                version,
+                ("sec-websocket-key", "c2hvcnQ="),
+            ],
+        ),
+        (
+            "no Connection: upgrade",
+            vec![upgrade, ("connection", "keep-alive"), version, good_key],
+        ),
+    ];
+    for (case, headers) in cases {
+        let response = app.get_with("/socket", &headers).await;
+        assert_eq!(response.status(), 400, "{case}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{case}"
+        );
+    }
 }

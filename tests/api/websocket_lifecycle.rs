@@ -31,18 +31,25 @@ async fn the_server_pings_every_heartbeat_and_closes_a_client_that_stays_silent(
     // Never answer: the server gives up after client_timeout_secs and says why.
     let code = socket.expect_close(WAIT).await;
     assert_eq!(code, 1011, "keepalive timeout");
+    let elapsed = opened.elapsed();
     assert!(
-        opened.elapsed() >= Duration::from_secs(2),
-        "not before client_timeout_secs"
+        elapsed >= Duration::from_secs(2),
+        "closed after {elapsed:?}, before client_timeout_secs"
+    );
+    assert!(
+        elapsed < Duration::from_secs(2 + 4),
+        "closed after {elapsed:?}, long after client_timeout_secs"
     );
     assert!(socket.hung_up(WAIT).await);
 }
 
 #[tokio::test]
 async fn a_client_that_answers_pings_stays_connected_past_the_timeout() {
-    let app = app_with_heartbeat(1, 2).await;
+    // Pings every second, 3 s of silence allowed: each pong has about 2 s to arrive, which a
+    // loaded machine still manages, and 4.5 s outlasts the timeout.
+    let app = app_with_heartbeat(1, 3).await;
     let mut socket = RawSocket::connect(app.addr).await;
-    let until = Instant::now() + Duration::from_millis(3500);
+    let until = Instant::now() + Duration::from_millis(4500);
     while Instant::now() < until {
         let remaining = until.saturating_duration_since(Instant::now());
         let Ok(frame) = tokio::time::timeout(remaining, socket.next_frame(WAIT)).await else {
@@ -58,15 +65,16 @@ async fn a_client_that_answers_pings_stays_connected_past_the_timeout() {
 }
 
 async fn upgrade_status(app: &TestApp) -> reqwest::Response {
-    app.client
-        .get(app.url("/socket"))
-        .header("upgrade", "websocket")
-        .header("connection", "upgrade")
-        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
-        .header("sec-websocket-version", "13")
-        .send()
-        .await
-        .unwrap()
+    app.get_with(
+        "/socket",
+        &[
+            ("upgrade", "websocket"),
+            ("connection", "upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ],
+    )
+    .await
 }
 
 #[tokio::test]
@@ -186,6 +194,10 @@ async fn a_socket_opened_while_draining_works_until_the_listener_closes() {
     let app = spawn_app(test_settings()).await;
     app.lifecycle.begin_drain();
     let mut socket = RawSocket::connect(app.addr).await;
+    // Draining adds `Connection: close` to answers, but a 101 must keep its upgrade.
+    let head = socket.handshake.to_ascii_lowercase();
+    assert!(head.contains("connection: upgrade"), "{head}");
+    assert!(!head.contains("connection: close"), "{head}");
     socket.send(true, TEXT, b"during the drain").await;
     assert_eq!(
         socket.next_frame(WAIT).await.unwrap().payload,
@@ -195,30 +207,93 @@ async fn a_socket_opened_while_draining_works_until_the_listener_closes() {
     assert_eq!(socket.expect_close(WAIT).await, GOING_AWAY);
 }
 
-#[tokio::test]
-async fn a_client_that_sends_but_never_reads_is_dropped_after_the_timeout() {
-    let app = app_with_heartbeat(1, 2).await;
+/// A socket whose client sent `sent` whole messages and reads nothing: the echoes back up into
+/// its receive buffer, the server's writes stall, it stops reading, and the client's writes
+/// block. `flooding` is when the flood began, `blocked` when the client's writes stopped; the
+/// server's stall began between the two.
+struct StalledSocket {
+    socket: RawSocket,
+    sent: usize,
+    flooding: Instant,
+    blocked: Instant,
+}
+
+async fn stall(app: &TestApp) -> StalledSocket {
     let mut socket = RawSocket::connect(app.addr).await;
-    // Flood until the echoes back up into our unread receive buffer and the server's writes stall.
     let message = crate::websocket_client::encode(true, TEXT, &[b'x'; 16 * 1024], true);
-    let flood_until = Instant::now() + Duration::from_secs(4);
-    while Instant::now() < flood_until {
-        if tokio::time::timeout(Duration::from_millis(200), socket.send_raw(&message))
-            .await
-            .is_err()
+    let flooding = Instant::now();
+    let mut sent = 0;
+    loop {
+        // A write cut off here leaves half a frame, which the server then waits for: harmless.
+        match tokio::time::timeout(Duration::from_millis(200), socket.try_send_raw(&message)).await
         {
-            break;
+            Err(_) => break,
+            Ok(Ok(())) => sent += 1,
+            Ok(Err(err)) => panic!("the connection ended while the server still read: {err}"),
+        }
+        assert!(
+            flooding.elapsed() < Duration::from_secs(10),
+            "the server never stopped reading"
+        );
+    }
+    StalledSocket {
+        socket,
+        sent,
+        flooding,
+        blocked: Instant::now(),
+    }
+}
+
+/// Reads until `echoes` text frames came back, or the connection ends (`false`). A close frame
+/// fails the test: a client that reads nothing would not read one, so the server must not wait
+/// to send it.
+async fn read_echoes(socket: &mut RawSocket, echoes: usize) -> (usize, bool) {
+    let mut seen = 0;
+    while seen < echoes {
+        match socket.next_frame(Duration::from_secs(10)).await {
+            None => return (seen, false),
+            Some(frame) if frame.opcode == TEXT => seen += 1,
+            Some(frame) => assert_ne!(
+                frame.opcode,
+                crate::websocket_client::CLOSE,
+                "the stalled socket must be dropped, not closed"
+            ),
         }
     }
-    tokio::time::sleep(flood_until.saturating_duration_since(Instant::now())).await;
-    // The server gave up on the stalled echo: what it had queued drains, then the connection
-    // ends without a close frame (a server still waiting would answer and later send 1011).
-    let mut saw_close = false;
-    while let Some(frame) = socket.next_frame(Duration::from_secs(10)).await {
-        saw_close |= frame.opcode == crate::websocket_client::CLOSE;
-    }
+    (seen, true)
+}
+
+#[tokio::test]
+async fn a_client_that_sends_but_never_reads_is_not_dropped_before_the_timeout() {
+    let app = app_with_heartbeat(1, 4).await;
+    let mut stalled = stall(&app).await;
+    // Stalled for 1.5 s, well inside the 4 s the server allows it.
+    let reading_at = stalled.blocked + Duration::from_millis(1500);
     assert!(
-        !saw_close,
-        "the stalled socket was dropped, not closed by the keepalive"
+        reading_at < stalled.flooding + Duration::from_millis(3500),
+        "the flood took too long to stall the socket to test anything"
     );
+    tokio::time::sleep_until(reading_at.into()).await;
+    // Still served: once read, every message sent comes back.
+    let (seen, open) = read_echoes(&mut stalled.socket, stalled.sent).await;
+    assert!(open, "dropped after {seen} of {} echoes", stalled.sent);
+}
+
+#[tokio::test]
+async fn a_client_that_sends_but_never_reads_is_dropped_after_the_timeout() {
+    const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+    let app = app_with_heartbeat(1, CLIENT_TIMEOUT.as_secs()).await;
+    let mut stalled = stall(&app).await;
+    // Generously after the timeout (the server's stall began before our writes blocked).
+    tokio::time::sleep_until((stalled.blocked + CLIENT_TIMEOUT + Duration::from_secs(2)).into())
+        .await;
+    // What the server had queued drains, then the connection ends without a close frame, and
+    // without the echoes of messages it had given up on.
+    let (seen, open) = read_echoes(&mut stalled.socket, stalled.sent).await;
+    assert!(
+        !open,
+        "all {} echoes came back: the stalled socket was still served",
+        stalled.sent
+    );
+    assert!(seen < stalled.sent);
 }
