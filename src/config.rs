@@ -11,6 +11,8 @@ use config::{Config, Environment, File, FileFormat};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+pub use crate::encoding::Encoding;
+
 /// Everything tandem can be configured with. `Settings::default()` is the documented default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,37 +65,6 @@ impl StaticMode {
             StaticMode::Nginx => "nginx",
         }
     }
-}
-
-/// A content coding tandem can serve precompressed or produce on the fly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    Br,
-    Zstd,
-    Gzip,
-}
-
-impl Encoding {
-    /// The token used in `Accept-Encoding` and `Content-Encoding`.
-    pub fn token(self) -> &'static str {
-        match self {
-            Encoding::Br => "br",
-            Encoding::Zstd => "zstd",
-            Encoding::Gzip => "gzip",
-        }
-    }
-
-    /// The file-name suffix of a precompressed sibling (`F.br`, `F.zst`, `F.gz`).
-    pub fn extension(self) -> &'static str {
-        match self {
-            Encoding::Br => "br",
-            Encoding::Zstd => "zst",
-            Encoding::Gzip => "gz",
-        }
-    }
-
-    pub const ALL: [Encoding; 3] = [Encoding::Br, Encoding::Zstd, Encoding::Gzip];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

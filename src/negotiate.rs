@@ -1,7 +1,7 @@
 //! Content negotiation as pure functions: `Accept-Encoding` (SPEC §5, also used for dynamic
 //! compression in §4) and whether an `Accept` header prefers HTML (for `404.html`).
 
-use crate::config::Encoding;
+use crate::encoding::Encoding;
 
 /// One `token;q=x` item of a negotiation header. `None` when the q-value is malformed.
 fn parse_item(item: &str) -> Option<(&str, u16)> {

@@ -124,7 +124,14 @@ async fn new_and_removed_siblings_are_seen_within_a_second() {
         .unwrap();
     assert!(res.headers().get("content-encoding").is_none());
     let sibling = roots.public().join("css/site.css.br");
-    std::fs::write(&sibling, b"not really brotli, but what the sibling says").unwrap();
+    // A sibling is served only when it decodes to its original.
+    let mut written = Vec::new();
+    std::io::Read::read_to_end(
+        &mut brotli::CompressorReader::new(&std::fs::read(&css).unwrap()[..], 4096, 1, 22),
+        &mut written,
+    )
+    .unwrap();
+    std::fs::write(&sibling, &written).unwrap();
     let when = std::fs::metadata(&css).unwrap().modified().unwrap();
     std::fs::File::options()
         .write(true)
@@ -141,10 +148,7 @@ async fn new_and_removed_siblings_are_seen_within_a_second() {
         .await
         .unwrap();
     assert_eq!(res.headers()["content-encoding"], "br");
-    assert_eq!(
-        res.bytes().await.unwrap(),
-        &b"not really brotli, but what the sibling says"[..]
-    );
+    assert_eq!(res.bytes().await.unwrap(), written);
 }
 
 #[tokio::test]
@@ -158,7 +162,11 @@ async fn a_sibling_going_stale_stops_being_served_within_a_second() {
             .send()
     };
     assert_eq!(req().await.unwrap().headers()["content-encoding"], "br");
-    roots.shift_mtime(&roots.public().join("app.js"), 120);
+    // An edit makes every sibling stale: none decodes to the new content.
+    let app_js = roots.public().join("app.js");
+    let mut edited = std::fs::read(&app_js).unwrap();
+    edited.extend_from_slice(b"\n// edited\n");
+    std::fs::write(&app_js, &edited).unwrap();
     tokio::time::sleep(EDIT_VISIBLE).await;
     let res = req().await.unwrap();
     // Compressed from the (newer) original instead.
