@@ -91,7 +91,7 @@ const ALREADY_COMPRESSED: &[&str] = &[
 ];
 
 /// True for media types worth compressing (text, JSON, JavaScript, XML, SVG, wasm, ...).
-pub fn is_compressible(content_type: &str) -> bool {
+pub(crate) fn is_compressible(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()
@@ -119,7 +119,7 @@ pub fn is_compressible(content_type: &str) -> bool {
 /// True when a file called `name` is worth compressing: not a dotfile, not an already-compressed
 /// format, and of a compressible media type. Decides which files get siblings and which are
 /// compressed on the fly.
-pub fn is_compressible_file(name: &str) -> bool {
+pub(crate) fn is_compressible_file(name: &str) -> bool {
     if name.starts_with('.') {
         return false;
     }
@@ -135,7 +135,7 @@ pub fn is_compressible_file(name: &str) -> bool {
 }
 
 /// The sibling of `source` in `encoding`: `F` becomes `F.br`, `F.zst` or `F.gz`.
-pub fn sibling_path(source: &Path, encoding: Encoding) -> PathBuf {
+pub(crate) fn sibling_path(source: &Path, encoding: Encoding) -> PathBuf {
     let mut name = source.as_os_str().to_os_string();
     name.push(".");
     name.push(encoding.extension());
@@ -145,7 +145,7 @@ pub fn sibling_path(source: &Path, encoding: Encoding) -> PathBuf {
 /// When `name` is a precompressed sibling (`app.js.br`), its source's name and the encoding.
 /// Only a compressible file has siblings, so `backup.tar.gz` and `photo.png.br` are files of their
 /// own.
-pub fn sibling_source(name: &str) -> Option<(&str, Encoding)> {
+pub(crate) fn sibling_source(name: &str) -> Option<(&str, Encoding)> {
     Encoding::ALL.into_iter().find_map(|encoding| {
         let source = name.strip_suffix(encoding.extension())?.strip_suffix('.')?;
         is_compressible_file(source).then_some((source, encoding))

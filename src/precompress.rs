@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// An encoding is written only when its sibling is at least this much (percent) smaller.
-pub const MIN_SAVING_PERCENT: u64 = 5;
+pub(crate) const MIN_SAVING_PERCENT: u64 = 5;
 
 /// Files beyond this count get a progress bar (when stderr is a terminal).
 const PROGRESS_THRESHOLD: usize = 50;
@@ -66,7 +66,7 @@ fn saves_enough(original: u64, compressed: u64) -> bool {
 
 /// What happened (or, with `--check`, would happen) to one sibling.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Decodes to its source.
     Fresh,
     /// Decodes to its source but was older: a run restored its mtime; a check notes it.
@@ -85,7 +85,7 @@ pub enum Outcome {
 
 /// Why a sibling is (re)written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     Missing,
     /// Not decoding to its source.
     Stale,
@@ -208,14 +208,14 @@ fn write_atomically(path: &Path, bytes: &[u8], mtime: SystemTime) -> Result<(), 
 
 /// Per-encoding counts for the summary table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Tally {
-    pub written: u64,
-    pub fresh: u64,
-    pub retimed: u64,
-    pub low_saving: u64,
-    pub removed: u64,
-    pub bytes_before: u64,
-    pub bytes_after: u64,
+pub(crate) struct Tally {
+    pub(crate) written: u64,
+    pub(crate) fresh: u64,
+    pub(crate) retimed: u64,
+    pub(crate) low_saving: u64,
+    pub(crate) removed: u64,
+    pub(crate) bytes_before: u64,
+    pub(crate) bytes_after: u64,
 }
 
 impl Tally {
@@ -237,13 +237,13 @@ impl Tally {
 /// Everything a run found and did.
 #[derive(Debug, Default)]
 pub struct Report {
-    pub check: bool,
-    pub sources: u64,
-    pub incompressible: u64,
-    pub symlinks_skipped: u64,
-    pub per_encoding: Vec<(Encoding, Tally)>,
-    pub orphans: Vec<PathBuf>,
-    pub pruned: u64,
+    pub(crate) check: bool,
+    pub(crate) sources: u64,
+    pub(crate) incompressible: u64,
+    pub(crate) symlinks_skipped: u64,
+    pub(crate) per_encoding: Vec<(Encoding, Tally)>,
+    pub(crate) orphans: Vec<PathBuf>,
+    pub(crate) pruned: u64,
     pub errors: Vec<String>,
     /// With `--check`: every sibling a run would write or remove, and why.
     pub work: Vec<String>,
@@ -266,12 +266,11 @@ impl Report {
 
     /// The summary table printed at the end of every run.
     pub fn summary(&self) -> String {
-        let mut out = String::new();
         let verb = if self.check { "to write" } else { "written" };
-        out.push_str(&format!(
+        let mut out = format!(
             "{} compressible files; skipped {} not compressible or already compressed and {} symlinks (out of the root, dangling or to a directory)\n",
             self.sources, self.incompressible, self.symlinks_skipped
-        ));
+        );
         out.push_str(&format!(
             "{:<9}{:>9}{:>8}{:>9}{:>12}{:>9}{:>14}{:>13}{:>8}\n",
             "encoding",
@@ -284,28 +283,16 @@ impl Report {
             "bytes after",
             "saved"
         ));
-        for (encoding, t) in &self.per_encoding {
-            let saved = if t.bytes_before == 0 {
-                "-".to_string()
-            } else {
-                format!(
-                    "{:.1}%",
-                    100.0 - (t.bytes_after as f64 * 100.0 / t.bytes_before as f64)
-                )
-            };
-            out.push_str(&format!(
-                "{:<9}{:>9}{:>8}{:>9}{:>12}{:>9}{:>14}{:>13}{:>8}\n",
-                encoding.token(),
-                t.written,
-                t.fresh,
-                t.retimed,
-                t.low_saving,
-                t.removed,
-                t.bytes_before,
-                t.bytes_after,
-                saved
-            ));
+        for (encoding, tally) in &self.per_encoding {
+            out.push_str(&tally.row(*encoding));
         }
+        out.push_str(&self.closing_lines());
+        out
+    }
+
+    /// Orphans, the `--check` verdict and the error count, under the table.
+    fn closing_lines(&self) -> String {
+        let mut out = String::new();
         if !self.orphans.is_empty() {
             let what = if self.check {
                 "orphaned siblings (source gone) to prune"
@@ -333,6 +320,32 @@ impl Report {
             out.push_str(&format!("{} errors\n", self.errors.len()));
         }
         out
+    }
+}
+
+impl Tally {
+    /// This encoding's row of the summary table.
+    fn row(&self, encoding: Encoding) -> String {
+        let saved = if self.bytes_before == 0 {
+            "-".to_string()
+        } else {
+            format!(
+                "{:.1}%",
+                100.0 - (self.bytes_after as f64 * 100.0 / self.bytes_before as f64)
+            )
+        };
+        format!(
+            "{:<9}{:>9}{:>8}{:>9}{:>12}{:>9}{:>14}{:>13}{:>8}\n",
+            encoding.token(),
+            self.written,
+            self.fresh,
+            self.retimed,
+            self.low_saving,
+            self.removed,
+            self.bytes_before,
+            self.bytes_after,
+            saved
+        )
     }
 }
 
