@@ -1,6 +1,5 @@
 //! Conditional and partial requests as pure functions (`docs/reference.md §5` "Conditional and
-//! partial"):
-//! entity-tag lists (RFC 9110 §8.8.3, §13.1) and single byte ranges (§14.1).
+//! partial"): entity-tag lists (RFC 9110 §8.8.3, §13.1) and single byte ranges (§14.1).
 
 /// One entity tag of a list: `(weak, opaque)`, with `opaque` including its quotes.
 fn entity_tags(list: &str) -> impl Iterator<Item = (bool, &str)> {
