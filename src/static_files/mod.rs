@@ -419,3 +419,44 @@ impl MessageBody for HeadBody {
         Poll::Ready(None)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_not_found_page_comes_from_the_cache_and_follows_the_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
+        std::fs::create_dir(&htdocs).expect("htdocs");
+        std::fs::create_dir(&public).expect("public");
+        let settings = StaticSettings {
+            htdocs: htdocs.clone(),
+            public,
+            ..StaticSettings::default()
+        };
+        let files = StaticFiles::new(&settings).expect("roots");
+        assert_eq!(files.not_found_page(), None);
+
+        // A missing page is remembered like any missing file, and revalidated like one.
+        let page = htdocs.join("404.html");
+        std::fs::write(&page, "<h1>not here</h1>").expect("write 404.html");
+        std::thread::sleep(Duration::from_millis(cache::REVALIDATE_AFTER_MS + 100));
+        assert_eq!(
+            files.not_found_page().as_deref(),
+            Some(&b"<h1>not here</h1>"[..])
+        );
+
+        // Served from memory: removing the file changes nothing until the entry is revalidated...
+        std::fs::remove_file(&page).expect("remove 404.html");
+        assert_eq!(
+            files.not_found_page().as_deref(),
+            Some(&b"<h1>not here</h1>"[..])
+        );
+        // ...which happens within a second, as for every file.
+        std::thread::sleep(Duration::from_millis(cache::REVALIDATE_AFTER_MS + 100));
+        assert_eq!(files.not_found_page(), None);
+    }
+}
