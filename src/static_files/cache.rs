@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -29,6 +29,8 @@ const MAX_KEY_LEN: usize = 1024;
 pub struct Cached {
     pub entry: Entry,
     checked_ms: AtomicU64,
+    /// Found out of date: every key that shares this entry must rebuild it.
+    outdated: AtomicBool,
     /// Bytes charged to the cache for this entry, returned when it is dropped.
     charged: AtomicUsize,
     budget: Arc<AtomicUsize>,
@@ -39,6 +41,13 @@ impl Cached {
     pub fn charge(&self, bytes: usize) {
         self.charged.fetch_add(bytes, Ordering::Relaxed);
         self.budget.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Cached {
+    /// Marks the entry out of date under every key that shares it: the next lookup rebuilds it.
+    pub(crate) fn outdate(&self) {
+        self.outdated.store(true, Ordering::Relaxed);
     }
 }
 
@@ -104,6 +113,10 @@ impl Cache {
         let Some(cached) = found else {
             return Lookup::Stale;
         };
+        if cached.outdated.load(Ordering::Relaxed) {
+            self.remove(key);
+            return Lookup::Stale;
+        }
         let now = self.now_ms();
         let checked = cached.checked_ms.load(Ordering::Relaxed);
         if now.saturating_sub(checked) < REVALIDATE_AFTER_MS {
@@ -120,6 +133,7 @@ impl Cache {
         if cached.entry.watched.iter().all(Watched::unchanged) {
             Lookup::Fresh(cached)
         } else {
+            cached.outdate();
             self.remove(key);
             Lookup::Stale
         }
@@ -132,23 +146,30 @@ impl Cache {
         let cached = Arc::new(Cached {
             entry,
             checked_ms: AtomicU64::new(self.now_ms()),
+            outdated: AtomicBool::new(false),
             charged: AtomicUsize::new(charged),
             budget: self.bytes.clone(),
         });
+        self.remember(key, cached.clone());
+        cached
+    }
+
+    /// Makes `key` (another spelling of a path) find `cached` too: its bytes are held, and
+    /// charged, once.
+    pub(crate) fn remember(&self, key: &str, cached: Arc<Cached>) {
         if key.len() > MAX_KEY_LEN {
-            return cached;
+            return;
         }
         if let Ok(mut map) = self.map.write() {
             // Halving once may not be enough when the entries left hold most of the bytes.
             while !map.is_empty() && (map.len() >= MAX_ENTRIES || self.bytes() > MAX_BYTES) {
                 evict_half(&mut map);
             }
-            map.insert(key.into(), cached.clone());
+            map.insert(key.into(), cached);
         }
-        cached
     }
 
-    pub fn remove(&self, key: &str) {
+    fn remove(&self, key: &str) {
         if let Ok(mut map) = self.map.write() {
             map.remove(key);
         }

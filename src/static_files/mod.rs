@@ -111,15 +111,26 @@ impl StaticFiles {
                 Refusal::Hidden => Problem::not_found("no route or file matches this path"),
             })
         })?;
-        let entry = Builder {
-            htdocs: &self.htdocs,
-            public: &self.public,
-            encodings: &self.encodings,
-            policy: &self.policy,
-            verdicts: &self.verdicts,
-        }
-        .build(&target);
-        Ok(self.cache.insert(raw_path, entry))
+        // Every spelling of a path (`/a.txt`, `/%61.txt`, `//a.txt`) shares one entry, so a file
+        // is read, its siblings decoded and its compressed copies made once, not once per
+        // spelling a client cares to invent.
+        let key = target.cache_key();
+        let cached = match self.cache.get(&key) {
+            Lookup::Fresh(cached) => cached,
+            Lookup::Stale => {
+                let entry = Builder {
+                    htdocs: &self.htdocs,
+                    public: &self.public,
+                    encodings: &self.encodings,
+                    policy: &self.policy,
+                    verdicts: &self.verdicts,
+                }
+                .build(&target);
+                self.cache.insert(&key, entry)
+            }
+        };
+        self.cache.remember(raw_path, cached.clone());
+        Ok(cached)
     }
 }
 
@@ -152,7 +163,7 @@ pub async fn serve(
                 if let Some(response) = respond(&files, &req, &cached, file).await? {
                     return Ok(response);
                 }
-                files.cache.remove(req.path());
+                cached.outdate();
             }
         }
     }
@@ -458,5 +469,27 @@ mod tests {
         // ...which happens within a second, as for every file.
         std::thread::sleep(Duration::from_millis(cache::REVALIDATE_AFTER_MS + 100));
         assert_eq!(files.not_found_page(), None);
+    }
+
+    #[test]
+    fn every_spelling_of_a_path_shares_one_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
+        std::fs::create_dir(&htdocs).expect("htdocs");
+        std::fs::create_dir(&public).expect("public");
+        std::fs::write(htdocs.join("notes.txt"), "notes ".repeat(1000)).expect("write");
+        let settings = StaticSettings {
+            htdocs,
+            public,
+            ..StaticSettings::default()
+        };
+        let files = StaticFiles::new(&settings).expect("roots");
+        let first = files.lookup("/notes.txt").expect("plain");
+        for spelling in ["/%6eotes.txt", "//notes.txt", "/notes%2Etxt"] {
+            let other = files.lookup(spelling).expect(spelling);
+            assert!(Arc::ptr_eq(&first, &other), "{spelling}");
+        }
+        // Charged once, not once per spelling.
+        assert_eq!(files.cache.bytes(), 6000);
     }
 }
