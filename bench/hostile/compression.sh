@@ -68,7 +68,7 @@ for _ in $(seq "$REQUESTS"); do
         "http://127.0.0.1:$PORT/big.txt"
 done
 after=$(cpu_ticks)
-encoding=$(grep -i '^content-encoding:' "$WORK/headers" | tr -d '\r' | cut -d' ' -f2)
+encoding=$(grep -i '^content-encoding:' "$WORK/headers" | tr -d '\r' | cut -d' ' -f2 || true)
 python3 - "$before" "$after" "$HZ" "$REQUESTS" "$BYTES" "${encoding:-identity}" "$TANDEM" <<'PY'
 import sys
 before, after, hz, n, size = (int(x) for x in sys.argv[1:6])
