@@ -4,7 +4,7 @@
 
 use futures_util::future::join_all;
 
-use crate::helpers::{StaticRoots, decode, spawn_app};
+use crate::helpers::{StaticRoots, decode, spawn_app, tandem_command};
 
 #[tokio::test]
 async fn a_large_file_without_siblings_is_sent_uncompressed_with_its_exact_length() {
@@ -28,6 +28,20 @@ async fn a_large_file_without_siblings_is_sent_uncompressed_with_its_exact_lengt
         assert_eq!(res.headers()["vary"], "accept-encoding");
         assert_eq!(res.bytes().await.unwrap().len(), content.len());
     }
+
+    // `tandem check` says so, and what would fix it.
+    let out = tandem_command()
+        .arg("check")
+        .env("TANDEM__STATIC__HTDOCS", roots.htdocs())
+        .env("TANDEM__STATIC__PUBLIC", roots.public())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("big.txt.br is missing; the original (over 1 MiB) will be sent uncompressed"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
