@@ -10,45 +10,13 @@ use actix_web::{
     middleware::Next,
 };
 
-use crate::{config::Encoding, negotiate::choose_encoding};
+use crate::{
+    encoding::{Encoding, is_compressible},
+    negotiate::choose_encoding,
+};
 
 /// Bodies smaller than this are sent as they are: compression would not pay for itself.
 pub const MIN_COMPRESS_BYTES: u64 = 1024;
-
-/// True for media types worth compressing (text, JSON, JavaScript, XML, SVG, wasm, ...).
-pub fn is_compressible(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence.starts_with("text/")
-        || essence.ends_with("+json")
-        || essence.ends_with("+xml")
-        || matches!(
-            essence.as_str(),
-            "application/json"
-                | "application/javascript"
-                | "application/xml"
-                | "application/wasm"
-                | "application/manifest+json"
-                | "image/svg+xml"
-                | "image/x-icon"
-                | "image/vnd.microsoft.icon"
-                | "font/ttf"
-                | "font/otf"
-                | "application/vnd.ms-fontobject"
-        )
-}
-
-pub fn content_encoding(encoding: Encoding) -> ContentEncoding {
-    match encoding {
-        Encoding::Br => ContentEncoding::Brotli,
-        Encoding::Zstd => ContentEncoding::Zstd,
-        Encoding::Gzip => ContentEncoding::Gzip,
-    }
-}
 
 /// Middleware for dynamic routes.
 pub async fn compress_dynamic(
@@ -83,28 +51,7 @@ pub async fn compress_dynamic(
             head.headers
                 .append(header::VARY, HeaderValue::from_static("accept-encoding"));
         }
-        let coding = chosen.map_or(ContentEncoding::Identity, content_encoding);
+        let coding = chosen.map_or(ContentEncoding::Identity, Encoding::content_encoding);
         Encoder::response(coding, head, body)
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compressible_types() {
-        for ct in [
-            "text/html; charset=utf-8",
-            "application/json",
-            "application/problem+json",
-            "application/javascript",
-            "image/svg+xml",
-        ] {
-            assert!(is_compressible(ct), "{ct}");
-        }
-        for ct in ["image/png", "font/woff2", "application/zip", "video/mp4"] {
-            assert!(!is_compressible(ct), "{ct}");
-        }
-    }
 }

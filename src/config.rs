@@ -1,5 +1,6 @@
 //! Settings: the single source of defaults, how they load (defaults → file → environment → `PORT`)
-//! and how they are validated. Implements SPEC §3.
+//! and how they are validated. Implements `docs/reference.md §3`. Unknown keys and wrong types are
+//! serde's to find (`deny_unknown_fields`), `serde_path_to_error` names the key.
 
 use std::{
     fmt,
@@ -10,6 +11,8 @@ use std::{
 use config::{Config, Environment, File, FileFormat};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+
+pub use crate::encoding::Encoding;
 
 /// Everything tandem can be configured with. `Settings::default()` is the documented default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -63,37 +66,6 @@ impl StaticMode {
             StaticMode::Nginx => "nginx",
         }
     }
-}
-
-/// A content coding tandem can serve precompressed or produce on the fly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    Br,
-    Zstd,
-    Gzip,
-}
-
-impl Encoding {
-    /// The token used in `Accept-Encoding` and `Content-Encoding`.
-    pub fn token(self) -> &'static str {
-        match self {
-            Encoding::Br => "br",
-            Encoding::Zstd => "zstd",
-            Encoding::Gzip => "gzip",
-        }
-    }
-
-    /// The file-name suffix of a precompressed sibling (`F.br`, `F.zst`, `F.gz`).
-    pub fn extension(self) -> &'static str {
-        match self {
-            Encoding::Br => "br",
-            Encoding::Zstd => "zst",
-            Encoding::Gzip => "gz",
-        }
-    }
-
-    pub const ALL: [Encoding; 3] = [Encoding::Br, Encoding::Zstd, Encoding::Gzip];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -294,22 +266,7 @@ impl Settings {
             })?;
             builder = builder.add_source(File::from_str(&text, FileFormat::Toml));
         }
-        let tandem_env: config::Map<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("TANDEM__"))
-            .map(|(k, v)| {
-                // Lists tolerate spaces after commas: "10.0.0.0/8, 192.168.0.0/16".
-                let is_list = LIST_KEYS
-                    .iter()
-                    .any(|key| k[8..].eq_ignore_ascii_case(&key.replace('.', "__")));
-                let v = if is_list {
-                    v.split(',').map(str::trim).collect::<Vec<_>>().join(",")
-                } else {
-                    v.clone()
-                };
-                (k.clone(), v)
-            })
-            .collect();
+        let tandem_env = tandem_variables(env);
         let mut environment = Environment::with_prefix("TANDEM")
             .prefix_separator("__")
             .separator("__")
@@ -333,16 +290,28 @@ impl Settings {
                 .map_err(|err| ConfigError::new(err.to_string()))?;
         }
         let config = builder.build().map_err(|err| describe(err, file))?;
-        check_unknown_keys(&config, file)?;
-        let settings: Settings = config
-            .try_deserialize()
-            .map_err(|err| describe(err, file))?;
+        // The path tracker names the key at fault, unknown ones included (`deny_unknown_fields`).
+        let settings: Settings = serde_path_to_error::deserialize(config).map_err(|err| {
+            let key = err.path().to_string();
+            ConfigError::key(
+                &key,
+                format!("is invalid: {}{}", err.into_inner(), origin(file)),
+            )
+        })?;
         settings.validate()?;
         Ok(settings)
     }
 
     /// Rejects impossible values, naming the key.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_server()?;
+        self.validate_static()?;
+        self.trusted_networks()?;
+        self.validate_rate_limit()?;
+        self.validate_websocket()
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
         let s = &self.server;
         if s.host.parse::<IpAddr>().is_err() {
             return Err(ConfigError::key(
@@ -381,7 +350,10 @@ impl Settings {
                 "must be at most 1024 (0 means one per CPU)",
             ));
         }
+        Ok(())
+    }
 
+    fn validate_static(&self) -> Result<(), ConfigError> {
         // An empty `static.encodings` is allowed: it means "serve identity only".
         let st = &self.static_files;
         for (i, e) in st.encodings.iter().enumerate() {
@@ -413,9 +385,10 @@ impl Settings {
                 }
             }
         }
+        Ok(())
+    }
 
-        self.trusted_networks()?;
-
+    fn validate_rate_limit(&self) -> Result<(), ConfigError> {
         let rl = &self.rate_limit;
         if rl.per_second == 0 {
             return Err(ConfigError::key(
@@ -435,7 +408,10 @@ impl Settings {
                 "must be between 1 and 128",
             ));
         }
+        Ok(())
+    }
 
+    fn validate_websocket(&self) -> Result<(), ConfigError> {
         let ws = &self.websocket;
         for (key, value) in [
             ("websocket.max_message_bytes", ws.max_message_bytes as u64),
@@ -495,21 +471,35 @@ impl Settings {
     }
 }
 
-/// Turns the `config` crate's errors into one sentence naming the key and the source.
+/// The `TANDEM__*` variables of `env`, list values without the spaces people put after commas
+/// ("10.0.0.0/8, 192.168.0.0/16").
+fn tandem_variables(env: &[(String, String)]) -> config::Map<String, String> {
+    env.iter()
+        .filter(|(k, _)| k.starts_with("TANDEM__"))
+        .map(|(k, v)| {
+            let is_list = LIST_KEYS
+                .iter()
+                .any(|key| k[8..].eq_ignore_ascii_case(&key.replace('.', "__")));
+            let v = if is_list {
+                v.split(',').map(str::trim).collect::<Vec<_>>().join(",")
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// Where a value may have come from, for the end of an error sentence.
+fn origin(file: Option<&Path>) -> String {
+    file.map(|p| format!(" (from {} or the environment)", p.display()))
+        .unwrap_or_else(|| " (from the environment)".into())
+}
+
+/// The `config` crate's errors while merging the sources, as one sentence: a file that is not
+/// TOML, or an override it refused.
 fn describe(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
-    let source = file
-        .map(|p| format!(" (from {} or the environment)", p.display()))
-        .unwrap_or_else(|| " (from the environment)".into());
     match err {
-        config::ConfigError::Type {
-            key: Some(key),
-            unexpected,
-            expected,
-            ..
-        } => ConfigError::key(
-            &key,
-            format!("has a value of the wrong type: got {unexpected}, expected {expected}{source}"),
-        ),
         config::ConfigError::FileParse { cause, .. } => {
             // The TOML error draws a multi-line picture; keep its position and its verdict.
             let text = cause.to_string();
@@ -521,61 +511,11 @@ fn describe(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
                 file.map(|p| p.display().to_string()).unwrap_or_default(),
             ))
         }
-        other => {
-            let text = other.to_string();
-            match text.split_once(" for key `") {
-                Some((problem, rest)) => {
-                    let key = rest.split('`').next().unwrap_or_default();
-                    ConfigError::key(key, format!("is invalid: {problem}{source}"))
-                }
-                None => ConfigError::new(format!("invalid configuration{source}: {text}")),
-            }
-        }
-    }
-}
-
-/// Every dotted key the loaded configuration has that `Settings` does not know.
-fn check_unknown_keys(config: &Config, file: Option<&Path>) -> Result<(), ConfigError> {
-    let known = serde_json::to_value(Settings::default())
-        .map_err(|err| ConfigError::new(format!("internal: cannot list settings: {err}")))?;
-    let loaded: serde_json::Value = config
-        .clone()
-        .try_deserialize()
-        .map_err(|err| describe(err, file))?;
-    let mut unknown = Vec::new();
-    collect_unknown("", &loaded, &known, &mut unknown);
-    match unknown.first() {
-        None => Ok(()),
-        Some(key) => {
-            let source = file
-                .map(|p| format!(" in {} or the environment", p.display()))
-                .unwrap_or_else(|| " in the environment".into());
-            Err(ConfigError::new(format!(
-                "unknown configuration key `{key}`{source}; see tandem.toml for every valid key"
-            )))
-        }
-    }
-}
-
-fn collect_unknown(
-    prefix: &str,
-    loaded: &serde_json::Value,
-    known: &serde_json::Value,
-    out: &mut Vec<String>,
-) {
-    let (Some(loaded), Some(known)) = (loaded.as_object(), known.as_object()) else {
-        return;
-    };
-    for (key, value) in loaded {
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
-        match known.get(key) {
-            None => out.push(path),
-            Some(known_value) => collect_unknown(&path, value, known_value, out),
-        }
+        other => ConfigError::new(format!(
+            "invalid configuration{}: {}",
+            origin(file),
+            other.to_string().replace('\n', " ")
+        )),
     }
 }
 

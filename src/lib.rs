@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client_ip;
 pub mod compression;
 pub mod config;
+pub mod encoding;
 pub mod error_pages;
 pub mod healthcheck;
 pub mod negotiate;

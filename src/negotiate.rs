@@ -1,7 +1,7 @@
-//! Content negotiation as pure functions: `Accept-Encoding` (SPEC §5, also used for dynamic
-//! compression in §4) and whether an `Accept` header prefers HTML (for `404.html`).
+//! Content negotiation as pure functions: `Accept-Encoding` (`docs/reference.md §5`, also used
+//! for dynamic compression in §4) and whether an `Accept` header prefers HTML (for `404.html`).
 
-use crate::config::Encoding;
+use crate::encoding::Encoding;
 
 /// One `token;q=x` item of a negotiation header. `None` when the q-value is malformed.
 fn parse_item(item: &str) -> Option<(&str, u16)> {
@@ -53,7 +53,7 @@ fn qvalue_of(header: &str, token: &str) -> Option<u16> {
 /// `preference` is the server's order (`static.encodings`); `available` says which codings this
 /// resource can be served in. Returns `None` for identity. Encodings win ties against an explicit
 /// `identity`; `q=0` forbids; `*` covers every coding the header does not name.
-pub fn choose_encoding(
+pub(crate) fn choose_encoding(
     accept_encoding: Option<&str>,
     preference: &[Encoding],
     available: impl Fn(Encoding) -> bool,
@@ -85,7 +85,7 @@ pub fn choose_encoding(
 
 /// True when the client explicitly asks for `text/html` at least as much as for JSON
 /// (browsers do; `curl` and API clients sending `*/*` or JSON do not).
-pub fn prefers_html(accept: Option<&str>) -> bool {
+pub(crate) fn prefers_html(accept: Option<&str>) -> bool {
     let Some(header) = accept else {
         return false;
     };

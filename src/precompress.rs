@@ -1,17 +1,14 @@
-//! `tandem precompress [DIR...]` (SPEC §2, §5): writes `.br`, `.zst` and `.gz` siblings beside
-//! compressible files so the server (or nginx's `*_static` modules) can send them as they are.
+//! `tandem precompress [DIR...]` (`docs/reference.md §2`, `§5`): writes `.br`, `.zst` and `.gz`
+//! siblings beside compressible files so the server (or nginx's `*_static` modules) can send them
+//! as they are.
 //!
-//! Freshness has two readings, and each is used where it is sound:
-//! - a normal run trusts modification times (SPEC §5: a sibling older than its source is stale),
-//!   but before recompressing an older sibling it decodes it: when it still decodes to the source
-//!   (typical after `git clone`, which stamps files in checkout order) only its mtime is restored;
-//! - `--check` ignores modification times, which say nothing in a fresh clone, and decodes every
-//!   sibling: it passes when each one decodes to its source and each missing one is missing
-//!   because it would not save 5 %.
+//! Freshness is the server's one rule: a sibling is fresh when it decodes to exactly its source,
+//! whatever the modification times say (a fresh `git clone` stamps files in checkout order). A run
+//! rewrites every sibling that is not fresh and, as a courtesy to tools that compare dates, moves
+//! a fresh sibling's older modification time up to its source's; `--check` writes nothing and
+//! fails when a run would write or remove a sibling.
 
 use std::{
-    collections::HashSet,
-    ffi::OsString,
     fmt, io,
     io::IsTerminal,
     path::{Path, PathBuf},
@@ -19,29 +16,16 @@ use std::{
     time::SystemTime,
 };
 
-use async_compression::{
-    Level,
-    tokio::bufread::{
-        BrotliDecoder, BrotliEncoder, GzipDecoder, GzipEncoder, ZstdDecoder, ZstdEncoder,
-    },
-};
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{compression::is_compressible, config::Encoding};
-
-/// Extensions of formats that are already compressed: compressing them again wastes time for
-/// nothing, whatever their media type says.
-pub const ALREADY_COMPRESSED: &[&str] = &[
-    "png", "jpg", "jpeg", "gif", "webp", "avif", "heic", "heif", "jxl", "woff", "woff2", "zip",
-    "gz", "tgz", "br", "zst", "zstd", "xz", "bz2", "lz", "lz4", "lzma", "7z", "rar", "jar", "apk",
-    "mp4", "m4v", "m4a", "mov", "webm", "mkv", "avi", "mp3", "ogg", "oga", "ogv", "opus", "flac",
-    "aac", "pdf", "docx", "xlsx", "pptx", "odt", "epub",
-];
+use crate::{
+    encoding::{Effort, Encoding, compress, decodes_to, sibling_path},
+    static_files::walk::{Tree, error_for, walk},
+};
 
 /// An encoding is written only when its sibling is at least this much (percent) smaller.
-pub const MIN_SAVING_PERCENT: u64 = 5;
+pub(crate) const MIN_SAVING_PERCENT: u64 = 5;
 
 /// Files beyond this count get a progress bar (when stderr is a terminal).
 const PROGRESS_THRESHOLD: usize = 50;
@@ -73,219 +57,19 @@ impl fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
-/// True when `name` is a file `tandem precompress` writes siblings for: not a dotfile, not an
-/// already-compressed format, and of a compressible media type.
-pub fn is_candidate(name: &str) -> bool {
-    if name.starts_with('.') {
-        return false;
-    }
-    let Some((_, extension)) = name.rsplit_once('.') else {
-        return false;
-    };
-    if ALREADY_COMPRESSED.contains(&extension.to_ascii_lowercase().as_str()) {
-        return false;
-    }
-    mime_guess::from_path(name)
-        .first()
-        .is_some_and(|mime| is_compressible(mime.essence_str()))
-}
-
-/// When `name` is a precompressed sibling (`app.js.br`), its source's name and the encoding.
-pub fn sibling_source(name: &str) -> Option<(&str, Encoding)> {
-    Encoding::ALL.into_iter().find_map(|encoding| {
-        let source = name.strip_suffix(encoding.extension())?.strip_suffix('.')?;
-        is_candidate(source).then_some((source, encoding))
-    })
-}
-
-/// The sibling of `source` in `encoding`: `F` becomes `F.br`, `F.zst` or `F.gz`.
-pub fn sibling_path(source: &Path, encoding: Encoding) -> PathBuf {
-    let mut name = source.as_os_str().to_os_string();
-    name.push(".");
-    name.push(encoding.extension());
-    PathBuf::from(name)
-}
-
 /// True when a `compressed` representation of `original` bytes saves at least 5 %.
-pub fn saves_enough(original: u64, compressed: u64) -> bool {
+fn saves_enough(original: u64, compressed: u64) -> bool {
     // u128: no overflow whatever the sizes.
     u128::from(compressed) * 100 <= u128::from(original) * u128::from(100 - MIN_SAVING_PERCENT)
         && compressed < original
 }
 
-/// Compresses `data` at the levels SPEC §5 names: brotli 11, zstd 19, gzip 9.
-pub async fn compress(encoding: Encoding, data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(data.len() / 3);
-    match encoding {
-        Encoding::Br => {
-            BrotliEncoder::with_quality(data, Level::Precise(11))
-                .read_to_end(&mut out)
-                .await?
-        }
-        Encoding::Zstd => {
-            ZstdEncoder::with_quality(data, Level::Precise(19))
-                .read_to_end(&mut out)
-                .await?
-        }
-        Encoding::Gzip => {
-            GzipEncoder::with_quality(data, Level::Precise(9))
-                .read_to_end(&mut out)
-                .await?
-        }
-    };
-    Ok(out)
-}
-
-/// Decodes `data`, stopping after `limit` bytes so a hostile sibling cannot exhaust memory.
-pub async fn decompress(encoding: Encoding, data: &[u8], limit: u64) -> io::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    match encoding {
-        Encoding::Br => {
-            BrotliDecoder::new(data)
-                .take(limit)
-                .read_to_end(&mut out)
-                .await?
-        }
-        Encoding::Zstd => {
-            ZstdDecoder::new(data)
-                .take(limit)
-                .read_to_end(&mut out)
-                .await?
-        }
-        Encoding::Gzip => {
-            GzipDecoder::new(data)
-                .take(limit)
-                .read_to_end(&mut out)
-                .await?
-        }
-    };
-    Ok(out)
-}
-
-/// True when the sibling bytes decode to exactly `source` (a corrupt sibling does not).
-async fn decodes_to(encoding: Encoding, sibling: &[u8], source: &[u8]) -> bool {
-    let limit = source.len() as u64 + 1;
-    decompress(encoding, sibling, limit)
-        .await
-        .is_ok_and(|decoded| decoded == source)
-}
-
-/// The files found under the roots.
-#[derive(Debug, Default)]
-struct Tree {
-    /// Files to write siblings for.
-    sources: Vec<PathBuf>,
-    /// Siblings whose source does not exist (any encoding, configured or not).
-    orphans: Vec<PathBuf>,
-    /// Regular files that are not compressible or already compressed.
-    incompressible: u64,
-    /// Symlinks that lead outside their root, dangle, or lead to directories.
-    symlinks_skipped: u64,
-    /// Directories and entries that could not be read.
-    errors: Vec<String>,
-}
-
-/// Walks `roots`: skips dotfiles and dot-directories, never leaves a root through a symlink and
-/// visits each directory once (roots may overlap). A directory or entry that cannot be read is
-/// recorded as an error naming it, and the walk goes on.
-fn walk(roots: &[PathBuf]) -> Tree {
-    let mut tree = Tree::default();
-    let mut visited = HashSet::new();
-    for root in roots {
-        let canonical_root = match root.canonicalize() {
-            Ok(path) => path,
-            Err(err) => {
-                tree.errors.push(error_for(root, "open", err));
-                continue;
-            }
-        };
-        let mut pending = vec![root.clone()];
-        while let Some(dir) = pending.pop() {
-            match dir.canonicalize() {
-                Ok(canonical) => {
-                    if !visited.insert(canonical) {
-                        continue;
-                    }
-                }
-                Err(err) => {
-                    tree.errors.push(error_for(&dir, "open", err));
-                    continue;
-                }
-            }
-            let names = match list(&dir) {
-                Ok(names) => names,
-                Err(err) => {
-                    tree.errors.push(error_for(&dir, "list", err));
-                    continue;
-                }
-            };
-            for name in names {
-                let Some(text) = name.to_str() else {
-                    // tandem never serves a non-UTF-8 path (SPEC §5), so it needs no sibling.
-                    continue;
-                };
-                if text.starts_with('.') {
-                    continue;
-                }
-                let path = dir.join(&name);
-                let meta = match std::fs::symlink_metadata(&path) {
-                    Ok(meta) => meta,
-                    Err(err) => {
-                        tree.errors.push(error_for(&path, "read", err));
-                        continue;
-                    }
-                };
-                let is_file = if meta.file_type().is_symlink() {
-                    match path.canonicalize() {
-                        Ok(target) if target.starts_with(&canonical_root) && target.is_file() => {
-                            true
-                        }
-                        // Directories reached through a link inside the root are walked
-                        // under their real name; anything outside is never read.
-                        _ => {
-                            tree.symlinks_skipped += 1;
-                            continue;
-                        }
-                    }
-                } else if meta.is_dir() {
-                    pending.push(path);
-                    continue;
-                } else {
-                    meta.is_file()
-                };
-                if !is_file {
-                    continue;
-                }
-                if let Some((source, _)) = sibling_source(text) {
-                    if std::fs::symlink_metadata(dir.join(source)).is_err() {
-                        tree.orphans.push(path);
-                    }
-                } else if is_candidate(text) {
-                    tree.sources.push(path);
-                } else {
-                    tree.incompressible += 1;
-                }
-            }
-        }
-    }
-    tree
-}
-
-/// The entry names of `dir`, sorted so output and errors come in the same order on every run.
-fn list(dir: &Path) -> io::Result<Vec<OsString>> {
-    let mut names = std::fs::read_dir(dir)?
-        .map(|entry| entry.map(|e| e.file_name()))
-        .collect::<io::Result<Vec<_>>>()?;
-    names.sort();
-    Ok(names)
-}
-
 /// What happened (or, with `--check`, would happen) to one sibling.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Up to date: fresh by mtime in a run, decoding to the source in a check.
+pub(crate) enum Outcome {
+    /// Decodes to its source.
     Fresh,
-    /// Decodes to the source but was older: a run restored its mtime; a check notes it.
+    /// Decodes to its source but was older: a run restored its mtime; a check notes it.
     Retimed,
     /// Written (or, in a check, would be written), and why.
     Written {
@@ -301,12 +85,10 @@ pub enum Outcome {
 
 /// Why a sibling is (re)written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     Missing,
-    /// Older than its source and no longer decoding to it.
+    /// Not decoding to its source.
     Stale,
-    /// Newer than its source yet not decoding to it: only `--check` notices, `--force` fixes it.
-    Mismatch,
     /// `--force`.
     Forced,
 }
@@ -318,77 +100,55 @@ struct Job {
     encoding: Encoding,
 }
 
-fn error_for(path: &Path, action: &str, err: io::Error) -> String {
-    format!("cannot {action} {}: {err}", path.display())
-}
-
 fn mtime(meta: &std::fs::Metadata, path: &Path) -> Result<SystemTime, String> {
     meta.modified()
         .map_err(|err| error_for(path, "read the modification time of", err))
 }
 
 /// Decides, and unless `check`, carries out what one sibling needs.
-async fn process(job: Job, force: bool, check: bool) -> Result<Outcome, String> {
+fn process(job: &Job, force: bool, check: bool) -> Result<Outcome, String> {
     let Job { source, encoding } = job;
-    let sibling = sibling_path(&source, encoding);
+    let sibling = sibling_path(source, *encoding);
     // The mtime is read before the content: if the source changes meanwhile, the sibling is
-    // stamped older than the new source and so counts as stale, never as falsely fresh.
-    let source_meta = tokio::fs::metadata(&source)
-        .await
-        .map_err(|err| error_for(&source, "read", err))?;
-    let source_mtime = mtime(&source_meta, &source)?;
-    let sibling_meta = tokio::fs::symlink_metadata(&sibling)
-        .await
+    // stamped older than the new source, and the next run decodes it and sees it is stale.
+    let source_meta = std::fs::metadata(source).map_err(|err| error_for(source, "read", err))?;
+    let source_mtime = mtime(&source_meta, source)?;
+    let data = std::fs::read(source).map_err(|err| error_for(source, "read", err))?;
+    let existing = std::fs::symlink_metadata(&sibling)
         .ok()
         .filter(|meta| meta.is_file());
-    let sibling_fresh = match &sibling_meta {
-        Some(meta) => mtime(meta, &sibling)? >= source_mtime,
-        None => false,
-    };
-    if sibling_fresh && !force && !check {
-        return Ok(Outcome::Fresh);
-    }
-    let data = tokio::fs::read(&source)
-        .await
-        .map_err(|err| error_for(&source, "read", err))?;
-    if sibling_meta.is_some() && !force {
-        let encoded = tokio::fs::read(&sibling)
-            .await
-            .map_err(|err| error_for(&sibling, "read", err))?;
-        if decodes_to(encoding, &encoded, &data).await {
-            if sibling_fresh {
-                return Ok(Outcome::Fresh);
-            }
-            if !check {
-                set_mtime(&sibling, source_mtime).await?;
-            }
-            return Ok(Outcome::Retimed);
+    if let Some(meta) = &existing
+        && !force
+        && is_fresh(*encoding, &sibling, &data)?
+    {
+        if mtime(meta, &sibling)? >= source_mtime {
+            return Ok(Outcome::Fresh);
         }
+        if !check {
+            set_mtime(&sibling, source_mtime)?;
+        }
+        return Ok(Outcome::Retimed);
     }
-    let compressed = compress(encoding, &data)
-        .await
-        .map_err(|err| error_for(&source, "compress", err))?;
+    let compressed = compress(*encoding, Effort::Precompress, &data)
+        .map_err(|err| error_for(source, "compress", err))?;
     let (before, after) = (data.len() as u64, compressed.len() as u64);
     if !saves_enough(before, after) {
-        if sibling_meta.is_none() {
+        if existing.is_none() {
             return Ok(Outcome::LowSaving { before, after });
         }
         // Keeping it would leave a sibling that never matches its source again.
         if !check {
-            tokio::fs::remove_file(&sibling)
-                .await
-                .map_err(|err| error_for(&sibling, "remove", err))?;
+            std::fs::remove_file(&sibling).map_err(|err| error_for(&sibling, "remove", err))?;
         }
         return Ok(Outcome::Removed);
     }
     if !check {
-        write_atomically(&sibling, &compressed, source_mtime).await?;
+        write_atomically(&sibling, &compressed, source_mtime)?;
     }
-    let reason = match (&sibling_meta, sibling_fresh, force) {
-        (_, _, true) => Reason::Forced,
-        (None, _, _) => Reason::Missing,
-        (Some(_), false, _) => Reason::Stale,
-        (Some(_), true, _) => Reason::Mismatch,
+    let reason = match (&existing, force) {
+        (_, true) => Reason::Forced,
+        (None, _) => Reason::Missing,
+        (Some(_), _) => Reason::Stale,
     };
     Ok(Outcome::Written {
         before,
@@ -397,15 +157,18 @@ async fn process(job: Job, force: bool, check: bool) -> Result<Outcome, String> 
     })
 }
 
-async fn set_mtime(path: &Path, time: SystemTime) -> Result<(), String> {
-    let file = tokio::fs::OpenOptions::new()
+/// The server's rule: the sibling decodes to exactly `source`.
+fn is_fresh(encoding: Encoding, sibling: &Path, source: &[u8]) -> Result<bool, String> {
+    let file = std::fs::File::open(sibling).map_err(|err| error_for(sibling, "read", err))?;
+    decodes_to(encoding, io::BufReader::new(file), source)
+        .map_err(|err| error_for(sibling, "read", err))
+}
+
+fn set_mtime(path: &Path, time: SystemTime) -> Result<(), String> {
+    std::fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .await
-        .map_err(|err| error_for(path, "open", err))?
-        .into_std()
-        .await;
-    file.set_modified(time)
+        .and_then(|file| file.set_modified(time))
         .map_err(|err| error_for(path, "set the modification time of", err))
 }
 
@@ -414,7 +177,8 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Writes `bytes` to a dotfile beside `path` (never served, never walked), stamps it with
 /// `mtime`, syncs it and renames it over `path`: readers see the old sibling or the new one.
-async fn write_atomically(path: &Path, bytes: &[u8], mtime: SystemTime) -> Result<(), String> {
+fn write_atomically(path: &Path, bytes: &[u8], mtime: SystemTime) -> Result<(), String> {
+    use std::io::Write;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -424,23 +188,19 @@ async fn write_atomically(path: &Path, bytes: &[u8], mtime: SystemTime) -> Resul
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let result = async {
-        let mut file = tokio::fs::OpenOptions::new()
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&temp)
-            .await?;
-        file.write_all(bytes).await?;
-        file.flush().await?;
-        let file = file.into_std().await;
+            .open(&temp)?;
+        file.write_all(bytes)?;
         file.set_modified(mtime)?;
         file.sync_data()?;
         drop(file);
-        tokio::fs::rename(&temp, path).await
-    }
-    .await;
+        std::fs::rename(&temp, path)
+    })();
     if let Err(err) = result {
-        let _ = tokio::fs::remove_file(&temp).await;
+        let _ = std::fs::remove_file(&temp);
         return Err(error_for(path, "write", err));
     }
     Ok(())
@@ -448,14 +208,14 @@ async fn write_atomically(path: &Path, bytes: &[u8], mtime: SystemTime) -> Resul
 
 /// Per-encoding counts for the summary table.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Tally {
-    pub written: u64,
-    pub fresh: u64,
-    pub retimed: u64,
-    pub low_saving: u64,
-    pub removed: u64,
-    pub bytes_before: u64,
-    pub bytes_after: u64,
+pub(crate) struct Tally {
+    pub(crate) written: u64,
+    pub(crate) fresh: u64,
+    pub(crate) retimed: u64,
+    pub(crate) low_saving: u64,
+    pub(crate) removed: u64,
+    pub(crate) bytes_before: u64,
+    pub(crate) bytes_after: u64,
 }
 
 impl Tally {
@@ -477,13 +237,13 @@ impl Tally {
 /// Everything a run found and did.
 #[derive(Debug, Default)]
 pub struct Report {
-    pub check: bool,
-    pub sources: u64,
-    pub incompressible: u64,
-    pub symlinks_skipped: u64,
-    pub per_encoding: Vec<(Encoding, Tally)>,
-    pub orphans: Vec<PathBuf>,
-    pub pruned: u64,
+    pub(crate) check: bool,
+    pub(crate) sources: u64,
+    pub(crate) incompressible: u64,
+    pub(crate) symlinks_skipped: u64,
+    pub(crate) per_encoding: Vec<(Encoding, Tally)>,
+    pub(crate) orphans: Vec<PathBuf>,
+    pub(crate) pruned: u64,
     pub errors: Vec<String>,
     /// With `--check`: every sibling a run would write or remove, and why.
     pub work: Vec<String>,
@@ -506,12 +266,11 @@ impl Report {
 
     /// The summary table printed at the end of every run.
     pub fn summary(&self) -> String {
-        let mut out = String::new();
         let verb = if self.check { "to write" } else { "written" };
-        out.push_str(&format!(
+        let mut out = format!(
             "{} compressible files; skipped {} not compressible or already compressed and {} symlinks (out of the root, dangling or to a directory)\n",
             self.sources, self.incompressible, self.symlinks_skipped
-        ));
+        );
         out.push_str(&format!(
             "{:<9}{:>9}{:>8}{:>9}{:>12}{:>9}{:>14}{:>13}{:>8}\n",
             "encoding",
@@ -524,28 +283,16 @@ impl Report {
             "bytes after",
             "saved"
         ));
-        for (encoding, t) in &self.per_encoding {
-            let saved = if t.bytes_before == 0 {
-                "-".to_string()
-            } else {
-                format!(
-                    "{:.1}%",
-                    100.0 - (t.bytes_after as f64 * 100.0 / t.bytes_before as f64)
-                )
-            };
-            out.push_str(&format!(
-                "{:<9}{:>9}{:>8}{:>9}{:>12}{:>9}{:>14}{:>13}{:>8}\n",
-                encoding.token(),
-                t.written,
-                t.fresh,
-                t.retimed,
-                t.low_saving,
-                t.removed,
-                t.bytes_before,
-                t.bytes_after,
-                saved
-            ));
+        for (encoding, tally) in &self.per_encoding {
+            out.push_str(&tally.row(*encoding));
         }
+        out.push_str(&self.closing_lines());
+        out
+    }
+
+    /// Orphans, the `--check` verdict and the error count, under the table.
+    fn closing_lines(&self) -> String {
+        let mut out = String::new();
         if !self.orphans.is_empty() {
             let what = if self.check {
                 "orphaned siblings (source gone) to prune"
@@ -560,7 +307,7 @@ impl Report {
             let retimed: u64 = self.per_encoding.iter().map(|(_, t)| t.retimed).sum();
             if retimed > 0 {
                 out.push_str(&format!(
-                    "{retimed} siblings match their source but are older than it: the server ignores them until `tandem precompress` restores their modification times\n"
+                    "{retimed} siblings match their source but are older than it: they are fresh and served; a run moves their modification times up\n"
                 ));
             }
             out.push_str(if self.has_work() {
@@ -573,6 +320,32 @@ impl Report {
             out.push_str(&format!("{} errors\n", self.errors.len()));
         }
         out
+    }
+}
+
+impl Tally {
+    /// This encoding's row of the summary table.
+    fn row(&self, encoding: Encoding) -> String {
+        let saved = if self.bytes_before == 0 {
+            "-".to_string()
+        } else {
+            format!(
+                "{:.1}%",
+                100.0 - (self.bytes_after as f64 * 100.0 / self.bytes_before as f64)
+            )
+        };
+        format!(
+            "{:<9}{:>9}{:>8}{:>9}{:>12}{:>9}{:>14}{:>13}{:>8}\n",
+            encoding.token(),
+            self.written,
+            self.fresh,
+            self.retimed,
+            self.low_saving,
+            self.removed,
+            self.bytes_before,
+            self.bytes_after,
+            saved
+        )
     }
 }
 
@@ -601,21 +374,8 @@ pub fn run(options: Options) -> Result<Report, UsageError> {
 }
 
 async fn execute(options: Options, parallelism: usize) -> Report {
-    let mut report = Report {
-        check: options.check,
-        per_encoding: options
-            .encodings
-            .iter()
-            .map(|&e| (e, Tally::default()))
-            .collect(),
-        ..Report::default()
-    };
     let mut tree = walk(&options.roots);
-    report.errors.append(&mut tree.errors);
-    report.sources = tree.sources.len() as u64;
-    report.incompressible = tree.incompressible;
-    report.symlinks_skipped = tree.symlinks_skipped;
-
+    let mut report = Report::for_tree(&options, &mut tree);
     let jobs: Vec<Job> = tree
         .sources
         .iter()
@@ -626,161 +386,120 @@ async fn execute(options: Options, parallelism: usize) -> Report {
             })
         })
         .collect();
-    let progress = if tree.sources.len() > PROGRESS_THRESHOLD && io::stderr().is_terminal() {
-        let bar = ProgressBar::new(jobs.len() as u64);
-        if let Ok(style) =
-            ProgressStyle::with_template("{bar:40} {pos}/{len} siblings {elapsed} {wide_msg}")
-        {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = progress_bar(tree.sources.len(), jobs.len());
     let (force, check) = (options.force, options.check);
     let mut results = futures_util::stream::iter(jobs)
-        .map(|job| {
-            let label = (job.source.clone(), job.encoding);
-            let handle = tokio::spawn(process(job, force, check));
-            async move { (label, handle.await) }
+        .map(|job| async move {
+            let source = job.source.clone();
+            let encoding = job.encoding;
+            let joined = tokio::task::spawn_blocking(move || process(&job, force, check)).await;
+            let result = joined.unwrap_or_else(|err| {
+                Err(format!(
+                    "compressing {} failed unexpectedly: {err}",
+                    source.display()
+                ))
+            });
+            (source, encoding, result)
         })
         .buffer_unordered(parallelism);
     let mut outcomes = Vec::new();
-    while let Some(((source, encoding), joined)) = results.next().await {
+    while let Some(outcome) = results.next().await {
         progress.inc(1);
-        let result = joined.unwrap_or_else(|err| {
-            Err(format!(
-                "compressing {} failed unexpectedly: {err}",
-                source.display()
-            ))
-        });
-        outcomes.push((source, encoding, result));
+        outcomes.push(outcome);
     }
     progress.finish_and_clear();
     // Sorted so messages come in the same order whatever the scheduling.
     outcomes.sort_by(|a, b| (&a.0, a.1.token()).cmp(&(&b.0, b.1.token())));
     for (source, encoding, result) in outcomes {
-        match result {
-            Ok(outcome) => {
-                if check {
-                    let sibling = sibling_path(&source, encoding);
-                    match outcome {
-                        Outcome::Written { reason, .. } => report.work.push(match reason {
-                            Reason::Missing => format!("{} is missing", sibling.display()),
-                            Reason::Mismatch => format!(
-                                "{} does not decode to {} (it is newer than the source, so only `tandem precompress --force` rewrites it)",
-                                sibling.display(),
-                                source.display()
-                            ),
-                            Reason::Stale | Reason::Forced => format!(
-                                "{} is stale: it does not decode to {}",
-                                sibling.display(),
-                                source.display()
-                            ),
-                        }),
-                        Outcome::Removed => report.work.push(format!(
-                            "{} is stale and a fresh one would save less than {MIN_SAVING_PERCENT} %",
-                            sibling.display()
-                        )),
-                        _ => {}
-                    }
-                }
-                if let Some((_, tally)) =
-                    report.per_encoding.iter_mut().find(|(e, _)| *e == encoding)
-                {
-                    tally.add(&outcome);
-                }
-            }
-            Err(err) => report.errors.push(err),
-        }
+        report.record(&source, encoding, result);
     }
     if options.prune {
-        for orphan in &tree.orphans {
-            if check {
-                report
-                    .work
-                    .push(format!("{} has no source any more", orphan.display()));
-            } else {
-                match tokio::fs::remove_file(orphan).await {
-                    Ok(()) => report.pruned += 1,
-                    Err(err) => report.errors.push(error_for(orphan, "remove", err)),
-                }
-            }
-        }
+        report.prune(&tree.orphans);
     }
     report.orphans = tree.orphans;
     report
 }
 
+/// A bar over `jobs` siblings for a tree of `files` sources, when stderr is a terminal.
+fn progress_bar(files: usize, jobs: usize) -> ProgressBar {
+    if files <= PROGRESS_THRESHOLD || !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(jobs as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:40} {pos}/{len} siblings {elapsed} {wide_msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
+impl Report {
+    /// An empty report for the files `tree` found; takes its errors.
+    fn for_tree(options: &Options, tree: &mut Tree) -> Self {
+        Self {
+            check: options.check,
+            per_encoding: options
+                .encodings
+                .iter()
+                .map(|&e| (e, Tally::default()))
+                .collect(),
+            errors: std::mem::take(&mut tree.errors),
+            sources: tree.sources.len() as u64,
+            incompressible: tree.incompressible,
+            symlinks_skipped: tree.symlinks_skipped,
+            ..Self::default()
+        }
+    }
+
+    /// Counts one sibling's outcome and, with `--check`, notes the work a run would do.
+    fn record(&mut self, source: &Path, encoding: Encoding, result: Result<Outcome, String>) {
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(err) => return self.errors.push(err),
+        };
+        if self.check {
+            let sibling = sibling_path(source, encoding);
+            match outcome {
+                Outcome::Written { reason, .. } => self.work.push(match reason {
+                    Reason::Missing => format!("{} is missing", sibling.display()),
+                    Reason::Stale | Reason::Forced => format!(
+                        "{} is stale: it does not decode to {}",
+                        sibling.display(),
+                        source.display()
+                    ),
+                }),
+                Outcome::Removed => self.work.push(format!(
+                    "{} is stale and a fresh one would save less than {MIN_SAVING_PERCENT} %",
+                    sibling.display()
+                )),
+                _ => {}
+            }
+        }
+        if let Some((_, tally)) = self.per_encoding.iter_mut().find(|(e, _)| *e == encoding) {
+            tally.add(&outcome);
+        }
+    }
+
+    /// Removes (or, with `--check`, notes) siblings whose source is gone.
+    fn prune(&mut self, orphans: &[PathBuf]) {
+        for orphan in orphans {
+            if self.check {
+                self.work
+                    .push(format!("{} has no source any more", orphan.display()));
+                continue;
+            }
+            match std::fs::remove_file(orphan) {
+                Ok(()) => self.pruned += 1,
+                Err(err) => self.errors.push(error_for(orphan, "remove", err)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn candidates_are_compressible_types_that_are_not_already_compressed() {
-        let cases: &[(&str, bool)] = &[
-            ("index.html", true),
-            ("app.3f9a2c1b.css", true),
-            ("app.js", true),
-            ("data.json", true),
-            ("logo.svg", true),
-            ("favicon.ico", true),
-            ("robots.txt", true),
-            ("font.ttf", true),
-            ("module.wasm", true),
-            ("photo.png", false),
-            ("photo.JPG", false),
-            ("font.woff2", false),
-            ("archive.zip", false),
-            ("app.js.gz", false),
-            ("app.js.br", false),
-            ("app.js.zst", false),
-            ("doc.pdf", false),
-            ("movie.mp4", false),
-            ("LICENSE", false),
-            ("blob.bin", false),
-            (".hidden.css", false),
-            (".env", false),
-        ];
-        for (name, expected) in cases {
-            assert_eq!(is_candidate(name), *expected, "{name}");
-        }
-    }
-
-    #[test]
-    fn siblings_are_recognised_only_for_candidate_sources() {
-        let cases: &[(&str, Option<(&str, Encoding)>)] = &[
-            ("app.js.br", Some(("app.js", Encoding::Br))),
-            ("index.html.gz", Some(("index.html", Encoding::Gzip))),
-            ("style.css.zst", Some(("style.css", Encoding::Zstd))),
-            // A real archive is not a sibling: `archive.tar` is not something tandem compresses.
-            ("archive.tar.gz", None),
-            ("photo.png.br", None),
-            ("notes.gz", None),
-            ("app.js.zstd", None),
-            ("app.jsgz", None),
-        ];
-        for (name, expected) in cases {
-            assert_eq!(sibling_source(name), *expected, "{name}");
-        }
-    }
-
-    #[test]
-    fn sibling_paths_append_the_encoding_extension() {
-        let source = Path::new("htdocs/app.3f9a2c1b.js");
-        assert_eq!(
-            sibling_path(source, Encoding::Br),
-            Path::new("htdocs/app.3f9a2c1b.js.br")
-        );
-        assert_eq!(
-            sibling_path(source, Encoding::Zstd),
-            Path::new("htdocs/app.3f9a2c1b.js.zst")
-        );
-        assert_eq!(
-            sibling_path(source, Encoding::Gzip),
-            Path::new("htdocs/app.3f9a2c1b.js.gz")
-        );
-    }
 
     #[test]
     fn an_encoding_must_save_at_least_five_percent() {
@@ -803,37 +522,6 @@ mod tests {
                 *expected,
                 "{original} -> {compressed}"
             );
-        }
-    }
-
-    #[tokio::test]
-    async fn every_encoding_round_trips() {
-        let text = "tandem serves precompressed siblings. ".repeat(200);
-        for encoding in Encoding::ALL {
-            let compressed = compress(encoding, text.as_bytes()).await.unwrap();
-            assert!(compressed.len() < text.len() / 10, "{encoding:?}");
-            assert!(decodes_to(encoding, &compressed, text.as_bytes()).await);
-            assert!(!decodes_to(encoding, &compressed, b"something else").await);
-            assert!(!decodes_to(encoding, b"not compressed at all", text.as_bytes()).await);
-        }
-    }
-
-    #[tokio::test]
-    async fn decoding_stops_at_the_limit() {
-        let zeros = vec![0u8; 1 << 20];
-        let bomb = compress(Encoding::Zstd, &zeros).await.unwrap();
-        let decoded = decompress(Encoding::Zstd, &bomb, 1000).await.unwrap();
-        assert_eq!(decoded.len(), 1000);
-    }
-
-    #[tokio::test]
-    async fn compression_is_deterministic() {
-        // Committed siblings must not churn when regenerated on another machine.
-        let text = "deterministic output ".repeat(100);
-        for encoding in Encoding::ALL {
-            let a = compress(encoding, text.as_bytes()).await.unwrap();
-            let b = compress(encoding, text.as_bytes()).await.unwrap();
-            assert_eq!(a, b, "{encoding:?}");
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The bounded in-memory cache behind static serving (SPEC §5 "Edits on disk ... visible within
+//! The bounded in-memory cache behind static serving (`docs/reference.md §5` "Edits on disk ... visible within
 //! 1 second"): what each request path resolved to, with small files' bytes and every header
 //! precomputed, so a hit costs no file I/O. An entry is revalidated against the size, mtime and
 //! inode of every path it depends on at most every [`REVALIDATE_AFTER_MS`], by one request while
@@ -8,7 +8,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Instant,
 };
@@ -29,6 +29,8 @@ const MAX_KEY_LEN: usize = 1024;
 pub struct Cached {
     pub entry: Entry,
     checked_ms: AtomicU64,
+    /// Found out of date: every key that shares this entry must rebuild it.
+    outdated: AtomicBool,
     /// Bytes charged to the cache for this entry, returned when it is dropped.
     charged: AtomicUsize,
     budget: Arc<AtomicUsize>,
@@ -39,6 +41,13 @@ impl Cached {
     pub fn charge(&self, bytes: usize) {
         self.charged.fetch_add(bytes, Ordering::Relaxed);
         self.budget.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+impl Cached {
+    /// Marks the entry out of date under every key that shares it: the next lookup rebuilds it.
+    pub(crate) fn outdate(&self) {
+        self.outdated.store(true, Ordering::Relaxed);
     }
 }
 
@@ -66,11 +75,18 @@ impl Default for Cache {
 }
 
 /// What a lookup found.
-pub enum Lookup {
+pub(crate) enum Lookup {
     /// Current enough to serve.
     Fresh(Arc<Cached>),
     /// Missing or out of date: build a new entry.
     Stale,
+}
+
+impl Lookup {
+    #[cfg(test)]
+    fn is_fresh(&self) -> bool {
+        matches!(self, Lookup::Fresh(_))
+    }
 }
 
 impl Cache {
@@ -83,12 +99,10 @@ impl Cache {
         self.bytes.load(Ordering::Relaxed)
     }
 
-    pub fn len(&self) -> usize {
+    /// Request paths remembered now.
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.map.read().map_or(0, |m| m.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     pub fn get(&self, key: &str) -> Lookup {
@@ -99,6 +113,10 @@ impl Cache {
         let Some(cached) = found else {
             return Lookup::Stale;
         };
+        if cached.outdated.load(Ordering::Relaxed) {
+            self.remove(key);
+            return Lookup::Stale;
+        }
         let now = self.now_ms();
         let checked = cached.checked_ms.load(Ordering::Relaxed);
         if now.saturating_sub(checked) < REVALIDATE_AFTER_MS {
@@ -115,6 +133,7 @@ impl Cache {
         if cached.entry.watched.iter().all(Watched::unchanged) {
             Lookup::Fresh(cached)
         } else {
+            cached.outdate();
             self.remove(key);
             Lookup::Stale
         }
@@ -127,22 +146,30 @@ impl Cache {
         let cached = Arc::new(Cached {
             entry,
             checked_ms: AtomicU64::new(self.now_ms()),
+            outdated: AtomicBool::new(false),
             charged: AtomicUsize::new(charged),
             budget: self.bytes.clone(),
         });
-        if key.len() > MAX_KEY_LEN {
-            return cached;
-        }
-        if let Ok(mut map) = self.map.write() {
-            if map.len() >= MAX_ENTRIES || self.bytes() > MAX_BYTES {
-                evict_half(&mut map);
-            }
-            map.insert(key.into(), cached.clone());
-        }
+        self.remember(key, cached.clone());
         cached
     }
 
-    pub fn remove(&self, key: &str) {
+    /// Makes `key` (another spelling of a path) find `cached` too: its bytes are held, and
+    /// charged, once.
+    pub(crate) fn remember(&self, key: &str, cached: Arc<Cached>) {
+        if key.len() > MAX_KEY_LEN {
+            return;
+        }
+        if let Ok(mut map) = self.map.write() {
+            // Halving once may not be enough when the entries left hold most of the bytes.
+            while !map.is_empty() && (map.len() >= MAX_ENTRIES || self.bytes() > MAX_BYTES) {
+                evict_half(&mut map);
+            }
+            map.insert(key.into(), cached);
+        }
+    }
+
+    fn remove(&self, key: &str) {
         if let Ok(mut map) = self.map.write() {
             map.remove(key);
         }
@@ -157,4 +184,95 @@ fn evict_half(map: &mut HashMap<Box<str>, Arc<Cached>>) {
         keep = !keep;
         keep
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::PathBuf, time::UNIX_EPOCH};
+
+    use actix_web::{http::header::HeaderValue, web::Bytes};
+
+    use super::*;
+    use crate::static_files::entry::{FileEntry, Kind, Representation, Stamp};
+
+    /// An entry holding `bytes` of file contents.
+    fn file_of(bytes: usize) -> Entry {
+        let stamp = Stamp {
+            len: bytes as u64,
+            modified: UNIX_EPOCH,
+            inode: 1,
+            is_file: true,
+        };
+        let header = HeaderValue::from_static("x");
+        let identity = Representation {
+            encoding: None,
+            path: PathBuf::from("f"),
+            stamp,
+            etag: header.clone(),
+            body: Some(Bytes::from(vec![b'a'; bytes])),
+        };
+        let file = FileEntry {
+            content_type: header.clone(),
+            cache_control: header.clone(),
+            last_modified: header,
+            modified: UNIX_EPOCH,
+            vary: false,
+            identity,
+            siblings: Vec::new(),
+            on_the_fly: false,
+            compressed: Default::default(),
+        };
+        Entry {
+            kind: Kind::File(Box::new(file)),
+            watched: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn at_most_max_entries_paths_are_remembered() {
+        let cache = Cache::default();
+        for i in 0..MAX_ENTRIES + 100 {
+            drop(cache.insert(&format!("/f{i}"), file_of(0)));
+            assert!(cache.len() <= MAX_ENTRIES, "{} after {i}", cache.len());
+        }
+        // Eviction drops about half, not everything.
+        assert!(cache.len() > MAX_ENTRIES / 4, "{}", cache.len());
+    }
+
+    #[test]
+    fn at_most_max_bytes_of_contents_are_held() {
+        let cache = Cache::default();
+        let mb = 1 << 20;
+        for i in 0..200 {
+            drop(cache.insert(&format!("/big{i}"), file_of(mb)));
+            assert!(
+                cache.bytes() <= MAX_BYTES,
+                "{} bytes after {i}",
+                cache.bytes()
+            );
+        }
+        assert!(cache.bytes() > MAX_BYTES / 4, "{}", cache.bytes());
+        // Compressed copies count too, and an evicted entry gives its bytes back when dropped.
+        let cached = cache.insert("/extra", file_of(mb));
+        let before = cache.bytes();
+        cached.charge(1000);
+        assert_eq!(cache.bytes(), before + 1000);
+        let mut i = 0;
+        while cache.get("/extra").is_fresh() {
+            drop(cache.insert(&format!("/more{i}"), file_of(mb)));
+            i += 1;
+        }
+        let without = cache.bytes();
+        drop(cached);
+        assert_eq!(cache.bytes(), without - mb - 1000);
+    }
+
+    #[test]
+    fn longer_keys_are_never_remembered() {
+        let cache = Cache::default();
+        let key = format!("/{}", "a".repeat(MAX_KEY_LEN));
+        drop(cache.insert(&key, file_of(10)));
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.bytes(), 0);
+    }
 }

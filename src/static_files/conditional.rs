@@ -1,5 +1,5 @@
-//! Conditional and partial requests as pure functions (SPEC §5 "Conditional and partial"):
-//! entity-tag lists (RFC 9110 §8.8.3, §13.1) and single byte ranges (§14.1).
+//! Conditional and partial requests as pure functions (`docs/reference.md §5` "Conditional and
+//! partial"): entity-tag lists (RFC 9110 §8.8.3, §13.1) and single byte ranges (§14.1).
 
 /// One entity tag of a list: `(weak, opaque)`, with `opaque` including its quotes.
 fn entity_tags(list: &str) -> impl Iterator<Item = (bool, &str)> {
@@ -61,6 +61,12 @@ pub enum RangeRequest {
     Unsatisfiable,
 }
 
+/// Parses a `Range` header for a representation of `len` bytes (RFC 9110 §14.1.2).
+///
+/// Hand-written rather than `http_range::HttpRange::parse` (what `actix_files::HttpRange`
+/// wraps), which is not equivalent: it takes the unit only as lower-case `bytes=` (RFC 9110 makes
+/// range units case-insensitive), accepts `+1` as a position (Rust's integer parsing allows the
+/// sign; the RFC allows digits only), and would add a crate for thirty lines the table below pins.
 pub fn parse_range(header: &str, len: u64) -> RangeRequest {
     let Some((unit, spec)) = header.trim().split_once('=') else {
         return RangeRequest::Ignore;

@@ -1,14 +1,12 @@
 //! What a request path means on disk right now: a file with its representations (the original
 //! and its fresh `.br`/`.zst`/`.gz` siblings) and precomputed headers, a directory to redirect
-//! into, or nothing (SPEC §5 "Encodings", "Headers", "Directories", "Safety").
+//! into, or nothing (`docs/reference.md §5` "Encodings", "Headers", "Directories", "Safety").
 
 use std::{
-    collections::HashSet,
-    ffi::OsString,
     fs,
     os::unix::fs::MetadataExt,
     path::{Component, Path, PathBuf},
-    sync::{Mutex, OnceLock},
+    sync::OnceLock,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
@@ -16,11 +14,13 @@ use actix_web::{http::header::HeaderValue, web::Bytes};
 
 use super::{
     cache_control::{CachePolicy, content_type},
+    freshness::Verdicts,
     resolve::{Root, Target},
 };
-use crate::{compression::is_compressible, config::Encoding};
+use crate::encoding::{Encoding, is_compressible_file, sibling_path};
 
-/// Files up to this size are held in memory; larger ones are streamed from disk.
+/// Files up to this size are held in memory (and compressed on the fly when they have no
+/// sibling); larger ones are streamed from disk as they are.
 pub const MAX_CACHED_FILE_BYTES: u64 = 1 << 20;
 
 /// Identity of a file's current contents as far as metadata can tell.
@@ -91,10 +91,6 @@ impl Representation {
             .as_ref()
             .map_or(self.stamp.len, |b| b.len() as u64)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 pub struct FileEntry {
@@ -106,9 +102,10 @@ pub struct FileEntry {
     /// `Vary: Accept-Encoding` belongs on every answer: the file has siblings or is compressible.
     pub vary: bool,
     pub identity: Representation,
-    /// Fresh siblings in configured encodings.
+    /// Fresh siblings (decoding to the original) in configured encodings.
     pub siblings: Vec<Representation>,
-    /// Compressible and without any fresh sibling: compressed by tandem itself.
+    /// Compressible, held in memory and without any fresh sibling: compressed by tandem itself,
+    /// once per version.
     pub on_the_fly: bool,
     /// On-the-fly compressed copies of a cached body, made on first demand, by
     /// `Encoding::ALL` index. `None` inside: compression did not make it smaller.
@@ -129,7 +126,7 @@ impl FileEntry {
 
 impl Entry {
     /// Bytes of file contents this entry holds.
-    pub fn body_bytes(&self) -> usize {
+    pub(crate) fn body_bytes(&self) -> usize {
         match &self.kind {
             Kind::File(file) => std::iter::once(&file.identity)
                 .chain(&file.siblings)
@@ -139,27 +136,18 @@ impl Entry {
             _ => 0,
         }
     }
-}
 
-/// A sibling is stale when it is older than its original, compared in whole seconds: tools
-/// that copy the original's mtime onto the sibling (`brotli -k`, `gzip -k`, `touch -r`) keep
-/// only seconds or microseconds, which would otherwise make every fresh sibling look older.
-pub fn is_stale(sibling: SystemTime, original: SystemTime) -> bool {
-    let secs = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    secs(sibling) < secs(original)
-}
-
-/// Index of an encoding in `Encoding::ALL`.
-pub fn encoding_index(encoding: Encoding) -> usize {
-    Encoding::ALL
-        .iter()
-        .position(|&e| e == encoding)
-        .unwrap_or_default()
+    fn not_found(watched: Vec<Watched>) -> Self {
+        Self {
+            kind: Kind::NotFound,
+            watched,
+        }
+    }
 }
 
 /// An entity tag from what identifies a file's contents: modification time, length, inode. Each
 /// representation is its own file, so each has its own tag.
-pub fn etag_of(stamp: &Stamp, suffix: &str) -> HeaderValue {
+pub(crate) fn etag_of(stamp: &Stamp, suffix: &str) -> HeaderValue {
     let nanos = stamp
         .modified
         .duration_since(UNIX_EPOCH)
@@ -169,13 +157,12 @@ pub fn etag_of(stamp: &Stamp, suffix: &str) -> HeaderValue {
 }
 
 /// Builds entries from the disk.
-pub struct Builder<'a> {
-    pub htdocs: &'a Path,
-    pub public: &'a Path,
-    pub encodings: &'a [Encoding],
-    pub policy: &'a CachePolicy,
-    /// Stale siblings already warned about.
-    pub warned: &'a Mutex<HashSet<PathBuf>>,
+pub(crate) struct Builder<'a> {
+    pub(crate) htdocs: &'a Path,
+    pub(crate) public: &'a Path,
+    pub(crate) encodings: &'a [Encoding],
+    pub(crate) policy: &'a CachePolicy,
+    pub(crate) verdicts: &'a Verdicts,
 }
 
 impl Builder<'_> {
@@ -186,15 +173,15 @@ impl Builder<'_> {
         }
     }
 
-    pub fn build(&self, target: &Target) -> Entry {
+    pub(crate) fn build(&self, target: &Target) -> Entry {
         let root = self.root_dir(target.root);
         let mut candidate = root.to_path_buf();
         candidate.extend(&target.segments);
         if target.directory {
-            return self.file(target.root, candidate.join("index.html"), Vec::new());
+            return self.file(target.root, candidate.join("index.html"));
         }
         match Stamp::of(&candidate) {
-            Some(stamp) if stamp.is_file => self.file(target.root, candidate, Vec::new()),
+            Some(stamp) if stamp.is_file => self.file(target.root, candidate),
             Some(_) => {
                 let index = candidate.join("index.html");
                 let is_index =
@@ -207,10 +194,7 @@ impl Builder<'_> {
                 };
                 Entry { kind, watched }
             }
-            None => Entry {
-                kind: Kind::NotFound,
-                watched: vec![Watched::now(candidate)],
-            },
+            None => Entry::not_found(vec![Watched::now(candidate)]),
         }
     }
 
@@ -227,62 +211,38 @@ impl Builder<'_> {
         })
     }
 
-    fn file(&self, root_kind: Root, path: PathBuf, mut watched: Vec<Watched>) -> Entry {
+    fn file(&self, root_kind: Root, path: PathBuf) -> Entry {
         let root = self.root_dir(root_kind);
         let original = Watched::now(path.clone());
         let found = original.stamp.filter(|s| s.is_file);
-        watched.push(original);
+        let mut watched = vec![original];
         let Some(stamp) = found.filter(|_| self.inside(root, &path)) else {
-            return Entry {
-                kind: Kind::NotFound,
-                watched,
-            };
+            return Entry::not_found(watched);
         };
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            return Entry {
-                kind: Kind::NotFound,
-                watched,
-            };
+            return Entry::not_found(watched);
         };
+        let compressible = is_compressible_file(name);
+        let (siblings, any_sibling) = if compressible {
+            self.siblings(root, (&path, stamp), &mut watched)
+        } else {
+            (Vec::new(), false)
+        };
+        let identity = representation(None, &path, stamp, "");
         let (mime, is_html) = content_type(name);
-        let compressible = is_compressible(&mime);
-        let cache_control = self.policy.for_file(root_kind, name, is_html);
-
-        let mut siblings = Vec::new();
-        let mut any_sibling = false;
-        for &encoding in self.encodings {
-            let mut sibling_path = OsString::from(path.as_os_str());
-            sibling_path.push(".");
-            sibling_path.push(encoding.extension());
-            let sibling = Watched::now(PathBuf::from(sibling_path));
-            if let Some(s) = sibling.stamp.filter(|s| s.is_file) {
-                any_sibling = true;
-                if is_stale(s.modified, stamp.modified) {
-                    self.warn_stale(&sibling.path);
-                } else if self.inside(root, &sibling.path) {
-                    siblings.push(representation(Some(encoding), &sibling.path, s, ""));
-                }
-            }
-            watched.push(sibling);
-        }
-
-        let modified = UNIX_EPOCH
-            + Duration::from_secs(
-                stamp
-                    .modified
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-            );
+        let modified = whole_seconds(stamp.modified);
         let file = FileEntry {
             content_type: HeaderValue::from_str(&mime)
                 .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream")),
-            cache_control,
+            cache_control: self.policy.for_file(root_kind, name, is_html),
             last_modified: HeaderValue::from_str(&httpdate::fmt_http_date(modified))
                 .unwrap_or_else(|_| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT")),
             modified,
             vary: any_sibling || compressible,
-            on_the_fly: compressible && siblings.is_empty(),
-            identity: representation(None, &path, stamp, ""),
+            // Only bytes already in memory are compressed, once: a large file is never
+            // compressed per request (issue 13's unbounded CPU).
+            on_the_fly: compressible && siblings.is_empty() && identity.body.is_some(),
+            identity,
             siblings,
             compressed: Default::default(),
         };
@@ -292,16 +252,37 @@ impl Builder<'_> {
         }
     }
 
-    fn warn_stale(&self, sibling: &Path) {
-        if let Ok(mut warned) = self.warned.lock()
-            && warned.insert(sibling.to_path_buf())
-        {
-            log::warn!(
-                "{} is older than its original and is not served; run `tandem precompress` to refresh it",
-                sibling.display()
-            );
+    /// The fresh siblings of the file at `source` in the configured encodings, and whether any
+    /// sibling file exists at all (fresh or not). Every sibling path is watched.
+    fn siblings(
+        &self,
+        root: &Path,
+        (source, stamp): (&Path, Stamp),
+        watched: &mut Vec<Watched>,
+    ) -> (Vec<Representation>, bool) {
+        let mut siblings = Vec::new();
+        let mut any_sibling = false;
+        for &encoding in self.encodings {
+            let sibling = Watched::now(sibling_path(source, encoding));
+            if let Some(s) = sibling.stamp.filter(|s| s.is_file) {
+                any_sibling = true;
+                if self.inside(root, &sibling.path)
+                    && self
+                        .verdicts
+                        .is_fresh(encoding, (&sibling.path, s), (source, stamp))
+                {
+                    siblings.push(representation(Some(encoding), &sibling.path, s, ""));
+                }
+            }
+            watched.push(sibling);
         }
+        (siblings, any_sibling)
     }
+}
+
+/// Last-Modified at the one-second precision HTTP dates have.
+fn whole_seconds(time: SystemTime) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
 }
 
 /// A representation of the file at `path`, its bytes read when small. The bytes are only kept

@@ -1,50 +1,51 @@
-//! Serving the two document roots in `static.mode = "app"` (SPEC §5): negotiation between an
+//! Serving the two document roots in `static.mode = "app"` (`docs/reference.md §5`): negotiation between an
 //! original and its precompressed siblings, validators, conditional and range requests,
 //! cache policy, directories and the safety rules. A request that hits the in-memory cache
-//! ([`cache`]) is answered from precomputed headers and bytes without touching the disk.
+//! ([`cache`]) is answered from precomputed headers and bytes without touching the disk, and
+//! no request compresses more than a file already held in memory (once per version).
 
-pub mod cache;
-pub mod cache_control;
-pub mod conditional;
-pub mod entry;
-pub mod resolve;
+pub(crate) mod cache;
+pub(crate) mod cache_control;
+pub(crate) mod conditional;
+pub(crate) mod entry;
+pub(crate) mod freshness;
+pub(crate) mod resolve;
 pub mod scan;
+pub(crate) mod walk;
 
 use std::{
-    collections::HashSet,
     convert::Infallible,
     io::SeekFrom,
     path::PathBuf,
     pin::Pin,
-    sync::{Arc, Mutex},
+    sync::Arc,
     task::{Context, Poll},
+    time::SystemTime,
 };
 
 use actix_web::{
-    HttpRequest, HttpResponse,
-    body::{BodySize, BodyStream, BoxBody, MessageBody, SizedStream},
+    HttpRequest, HttpResponse, HttpResponseBuilder,
+    body::{BodySize, BoxBody, MessageBody, SizedStream},
     http::{
         Method, StatusCode,
         header::{self, HeaderName, HeaderValue},
     },
     web::{self, Bytes},
 };
-use async_compression::{
-    Level,
-    tokio::bufread::{BrotliEncoder, GzipEncoder, ZstdEncoder},
-};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use self::{
     cache::{Cache, Cached, Lookup},
     cache_control::CachePolicy,
     conditional::{RangeRequest, none_match, parse_range, strong_match},
-    entry::{Builder, FileEntry, Kind, Representation, Stamp, encoding_index, etag_of},
+    entry::{Builder, FileEntry, Kind, Representation, Stamp, etag_of},
+    freshness::Verdicts,
     resolve::{Refusal, resolve},
 };
 use crate::{
-    config::{ConfigError, Encoding, StaticSettings},
+    config::{ConfigError, StaticSettings},
+    encoding::{Effort, Encoding, compress},
     negotiate::choose_encoding,
     problem::Problem,
 };
@@ -60,7 +61,7 @@ pub struct StaticFiles {
     encodings: Vec<Encoding>,
     policy: CachePolicy,
     cache: Cache,
-    warned: Mutex<HashSet<PathBuf>>,
+    verdicts: Verdicts,
 }
 
 impl StaticFiles {
@@ -80,12 +81,19 @@ impl StaticFiles {
             encodings: settings.encodings.clone(),
             policy: CachePolicy::from_settings(settings),
             cache: Cache::default(),
-            warned: Mutex::new(HashSet::new()),
+            verdicts: Verdicts::default(),
         })
     }
 
-    pub fn cache(&self) -> &Cache {
-        &self.cache
+    /// The bytes of `htdocs/404.html`, for the error renderer: from the cache, with the same
+    /// freshness as any file, so no request reads the disk for it. `None` when there is no such
+    /// file, or it is over [`entry::MAX_CACHED_FILE_BYTES`] and so not kept in memory.
+    pub fn not_found_page(&self) -> Option<Bytes> {
+        let cached = self.lookup("/404.html").ok()?;
+        match &cached.entry.kind {
+            Kind::File(file) => file.identity.body.clone(),
+            _ => None,
+        }
     }
 
     /// The entry for a raw request path, from the cache or freshly built from the disk.
@@ -103,15 +111,26 @@ impl StaticFiles {
                 Refusal::Hidden => Problem::not_found("no route or file matches this path"),
             })
         })?;
-        let entry = Builder {
-            htdocs: &self.htdocs,
-            public: &self.public,
-            encodings: &self.encodings,
-            policy: &self.policy,
-            warned: &self.warned,
-        }
-        .build(&target);
-        Ok(self.cache.insert(raw_path, entry))
+        // Every spelling of a path (`/a.txt`, `/%61.txt`, `//a.txt`) shares one entry, so a file
+        // is read, its siblings decoded and its compressed copies made once, not once per
+        // spelling a client cares to invent.
+        let key = target.cache_key();
+        let cached = match self.cache.get(&key) {
+            Lookup::Fresh(cached) => cached,
+            Lookup::Stale => {
+                let entry = Builder {
+                    htdocs: &self.htdocs,
+                    public: &self.public,
+                    encodings: &self.encodings,
+                    policy: &self.policy,
+                    verdicts: &self.verdicts,
+                }
+                .build(&target);
+                self.cache.insert(&key, entry)
+            }
+        };
+        self.cache.remember(raw_path, cached.clone());
+        Ok(cached)
     }
 }
 
@@ -144,7 +163,7 @@ pub async fn serve(
                 if let Some(response) = respond(&files, &req, &cached, file).await? {
                     return Ok(response);
                 }
-                files.cache.remove(req.path());
+                cached.outdate();
             }
         }
     }
@@ -164,79 +183,20 @@ async fn respond(
     cached: &Cached,
     file: &FileEntry,
 ) -> Result<Option<HttpResponse>, Problem> {
-    let accept = header_str(req, header::ACCEPT_ENCODING);
-    let chosen = choose_encoding(accept, &files.encodings, |e| file.offers(e));
-    let mut rep = &file.identity;
-    // Set when the representation is compressed while it is sent (large files only).
-    let mut streamed = None;
-    if let Some(encoding) = chosen {
-        if let Some(sibling) = file.sibling(encoding) {
-            rep = sibling;
-        } else if let Some(body) = &file.identity.body {
-            if let Some(compressed) = compressed_copy(cached, file, encoding, body).await {
-                rep = compressed;
-            }
-        } else {
-            streamed = Some(encoding);
-        }
+    let rep = files.representation(req, cached, file);
+    let etag = rep.etag.to_str().unwrap_or_default();
+    check_preconditions(req, file, etag).map_err(|p| *p)?;
+    if is_not_modified(req, file, etag) {
+        return Ok(Some(not_modified(file, rep)));
     }
-    let streamed_etag = streamed.map(|e| etag_of(&file.identity.stamp, &format!("-{}", e.token())));
-    let etag = streamed_etag.as_ref().unwrap_or(&rep.etag);
-    let etag_str = etag.to_str().unwrap_or_default();
-
-    // RFC 9110 §13.2.2 order: If-Match, If-Unmodified-Since, If-None-Match, If-Modified-Since.
-    let since = |name| header_str(req, name).and_then(|v| httpdate::parse_http_date(v).ok());
-    if let Some(list) = header_str(req, header::IF_MATCH) {
-        if !strong_match(list, etag_str) {
-            return Err(precondition_failed());
-        }
-    } else if since(header::IF_UNMODIFIED_SINCE).is_some_and(|date| file.modified > date) {
-        return Err(precondition_failed());
-    }
-    let not_modified = match header_str(req, header::IF_NONE_MATCH) {
-        Some(list) => none_match(list, etag_str),
-        None => since(header::IF_MODIFIED_SINCE).is_some_and(|date| file.modified <= date),
-    };
-    if not_modified {
-        let mut res = HttpResponse::NotModified();
-        res.insert_header((header::ETAG, etag.clone()))
-            .insert_header((header::LAST_MODIFIED, file.last_modified.clone()))
-            .insert_header((header::CACHE_CONTROL, file.cache_control.clone()))
-            .insert_header((header::X_CONTENT_TYPE_OPTIONS, NOSNIFF));
-        if file.vary {
-            res.insert_header((header::VARY, ACCEPT_ENCODING));
-        }
-        return Ok(Some(res.finish()));
-    }
-
     let head = req.method() == Method::HEAD;
     let len = rep.len();
-    let range = if head || streamed.is_some() {
+    let range = if head {
         None
     } else {
-        requested_range(req, file, etag_str, len).map_err(|p| *p)?
+        requested_range(req, file, etag, len).map_err(|p| *p)?
     };
-
-    let mut res = HttpResponse::build(if range.is_some() {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    });
-    res.insert_header((header::CONTENT_TYPE, file.content_type.clone()))
-        .insert_header((header::ETAG, etag.clone()))
-        .insert_header((header::LAST_MODIFIED, file.last_modified.clone()))
-        .insert_header((header::CACHE_CONTROL, file.cache_control.clone()))
-        .insert_header((header::ACCEPT_RANGES, BYTES))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, NOSNIFF));
-    if file.vary {
-        res.insert_header((header::VARY, ACCEPT_ENCODING));
-    }
-    if let Some(encoding) = streamed.or(rep.encoding) {
-        res.insert_header((
-            header::CONTENT_ENCODING,
-            HeaderValue::from_static(encoding.token()),
-        ));
-    }
+    let mut res = representation_headers(file, rep, range.is_some());
     let (start, end) = match range {
         Some((start, end)) => {
             res.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")));
@@ -245,43 +205,124 @@ async fn respond(
         None => (0, len.saturating_sub(1)),
     };
     let count = if len == 0 { 0 } else { end - start + 1 };
-
-    if let Some(encoding) = streamed {
-        if head {
-            return Ok(Some(res.finish()));
-        }
-        let Some(file_handle) = open_unchanged(&rep.path, &rep.stamp).await else {
-            return Ok(None);
-        };
-        return Ok(Some(res.body(compressing_stream(encoding, file_handle))));
-    }
     if let Some(body) = &rep.body {
         // HEAD: actix sends the length and drops the bytes; nothing is read either way.
-        let body = if range.is_some() {
-            body.slice(start as usize..=end as usize)
-        } else {
-            body.clone()
+        let body = match range {
+            Some(_) => body.slice(start as usize..=end as usize),
+            None => body.clone(),
         };
         return Ok(Some(res.body(body)));
     }
     if head {
         return Ok(Some(res.body(HeadBody(count))));
     }
-    let Some(mut file_handle) = open_unchanged(&rep.path, &rep.stamp).await else {
-        return Ok(None);
-    };
-    if start > 0 && file_handle.seek(SeekFrom::Start(start)).await.is_err() {
-        return Ok(None);
-    }
-    let stream = ReaderStream::with_capacity(file_handle.take(count), 64 * 1024);
-    Ok(Some(res.body(SizedStream::new(count, stream))))
+    Ok(stream_from_disk(rep, start, count)
+        .await
+        .map(|stream| res.body(stream)))
 }
 
-fn precondition_failed() -> Problem {
-    Problem::new(
-        StatusCode::PRECONDITION_FAILED,
-        "the file does not match the request's If-Match or If-Unmodified-Since",
-    )
+impl StaticFiles {
+    /// The representation to send: the best encoding the client accepts that this file has as a
+    /// fresh sibling or (small files) as a compressed copy, else the original.
+    fn representation<'f>(
+        &self,
+        req: &HttpRequest,
+        cached: &Cached,
+        file: &'f FileEntry,
+    ) -> &'f Representation {
+        let accept = header_str(req, header::ACCEPT_ENCODING);
+        let Some(encoding) = choose_encoding(accept, &self.encodings, |e| file.offers(e)) else {
+            return &file.identity;
+        };
+        if let Some(sibling) = file.sibling(encoding) {
+            return sibling;
+        }
+        compressed_copy(cached, file, encoding).unwrap_or(&file.identity)
+    }
+}
+
+/// RFC 9110 §13.2.2 order: `If-Match`, else `If-Unmodified-Since`; a failure is 412.
+fn check_preconditions(
+    req: &HttpRequest,
+    file: &FileEntry,
+    etag: &str,
+) -> Result<(), Box<Problem>> {
+    let failed = match header_str(req, header::IF_MATCH) {
+        Some(list) => !strong_match(list, etag),
+        None => since(req, header::IF_UNMODIFIED_SINCE).is_some_and(|date| file.modified > date),
+    };
+    if failed {
+        return Err(Box::new(Problem::new(
+            StatusCode::PRECONDITION_FAILED,
+            "the file does not match the request's If-Match or If-Unmodified-Since",
+        )));
+    }
+    Ok(())
+}
+
+/// `If-None-Match`, else `If-Modified-Since`.
+fn is_not_modified(req: &HttpRequest, file: &FileEntry, etag: &str) -> bool {
+    match header_str(req, header::IF_NONE_MATCH) {
+        Some(list) => none_match(list, etag),
+        None => since(req, header::IF_MODIFIED_SINCE).is_some_and(|date| file.modified <= date),
+    }
+}
+
+fn since(req: &HttpRequest, name: HeaderName) -> Option<SystemTime> {
+    header_str(req, name).and_then(|v| httpdate::parse_http_date(v).ok())
+}
+
+/// A 304 with the validators and `Vary` a 200 would carry.
+fn not_modified(file: &FileEntry, rep: &Representation) -> HttpResponse {
+    let mut res = HttpResponse::NotModified();
+    res.insert_header((header::ETAG, rep.etag.clone()))
+        .insert_header((header::LAST_MODIFIED, file.last_modified.clone()))
+        .insert_header((header::CACHE_CONTROL, file.cache_control.clone()))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, NOSNIFF));
+    if file.vary {
+        res.insert_header((header::VARY, ACCEPT_ENCODING));
+    }
+    res.finish()
+}
+
+/// The status line and headers of a 200 or 206 for `rep`.
+fn representation_headers(
+    file: &FileEntry,
+    rep: &Representation,
+    partial: bool,
+) -> HttpResponseBuilder {
+    let mut res = HttpResponse::build(if partial {
+        StatusCode::PARTIAL_CONTENT
+    } else {
+        StatusCode::OK
+    });
+    res.insert_header((header::CONTENT_TYPE, file.content_type.clone()))
+        .insert_header((header::ETAG, rep.etag.clone()))
+        .insert_header((header::LAST_MODIFIED, file.last_modified.clone()))
+        .insert_header((header::CACHE_CONTROL, file.cache_control.clone()))
+        .insert_header((header::ACCEPT_RANGES, BYTES))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, NOSNIFF));
+    if file.vary {
+        res.insert_header((header::VARY, ACCEPT_ENCODING));
+    }
+    if let Some(encoding) = rep.encoding {
+        res.insert_header((
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(encoding.token()),
+        ));
+    }
+    res
+}
+
+/// `count` bytes of a large representation from `start`, read while sent. `None` when the file
+/// on disk is no longer the one the entry describes.
+async fn stream_from_disk(rep: &Representation, start: u64, count: u64) -> Option<BoxBody> {
+    let mut file = open_unchanged(&rep.path, &rep.stamp).await?;
+    if start > 0 {
+        file.seek(SeekFrom::Start(start)).await.ok()?;
+    }
+    let stream = ReaderStream::with_capacity(file.take(count), 64 * 1024);
+    Some(BoxBody::new(SizedStream::new(count, stream)))
 }
 
 /// The byte range to send, if the request asks for one that `If-Range` still allows.
@@ -322,61 +363,41 @@ fn requested_range(
     }
 }
 
-/// The cached body compressed in `encoding`, made once per file version. `None` when
-/// compressing does not make it smaller (tiny files): the original is then the better answer.
-async fn compressed_copy<'f>(
+/// The cached body compressed in `encoding`, made once per file version: concurrent requests
+/// wait for the one compressing instead of compressing too. `None` when the file is not held in
+/// memory, or when compressing does not make it smaller (tiny files): the original is then the
+/// better answer.
+fn compressed_copy<'f>(
     cached: &Cached,
     file: &'f FileEntry,
     encoding: Encoding,
-    body: &Bytes,
 ) -> Option<&'f Representation> {
-    let slot = &file.compressed[encoding_index(encoding)];
-    if let Some(done) = slot.get() {
-        return done.as_ref();
-    }
-    let mut out = Vec::with_capacity(body.len() / 2);
-    let result = match encoding {
-        // Moderate levels: this runs on a worker thread, once per file version.
-        Encoding::Br => {
-            BrotliEncoder::with_quality(&body[..], Level::Precise(5))
-                .read_to_end(&mut out)
-                .await
+    let body = file.identity.body.as_ref()?;
+    let made = file.compressed[encoding.index()].get_or_init(|| {
+        let out = match compress(encoding, Effort::OnTheFly, body) {
+            Ok(out) => out,
+            Err(err) => {
+                log::warn!(
+                    "cannot compress {} with {}: {err}",
+                    file.identity.path.display(),
+                    encoding.token()
+                );
+                return None;
+            }
+        };
+        if out.len() >= body.len() {
+            return None;
         }
-        Encoding::Zstd => {
-            ZstdEncoder::with_quality(&body[..], Level::Precise(6))
-                .read_to_end(&mut out)
-                .await
-        }
-        Encoding::Gzip => {
-            GzipEncoder::with_quality(&body[..], Level::Precise(6))
-                .read_to_end(&mut out)
-                .await
-        }
-    };
-    let rep = match result {
-        Ok(_) if out.len() < body.len() => Some(Representation {
+        cached.charge(out.len());
+        Some(Representation {
             encoding: Some(encoding),
             path: file.identity.path.clone(),
             stamp: file.identity.stamp,
             etag: etag_of(&file.identity.stamp, &format!("-{}", encoding.token())),
             body: Some(Bytes::from(out)),
-        }),
-        Ok(_) => None,
-        Err(err) => {
-            log::warn!(
-                "cannot compress {} with {}: {err}",
-                file.identity.path.display(),
-                encoding.token()
-            );
-            None
-        }
-    };
-    if slot.set(rep).is_ok()
-        && let Some(Some(made)) = slot.get()
-    {
-        cached.charge(made.len() as usize);
-    }
-    slot.get()?.as_ref()
+        })
+    });
+    made.as_ref()
 }
 
 /// Opens `path` and checks it is still the file the entry describes.
@@ -390,22 +411,6 @@ async fn open_unchanged(path: &PathBuf, stamp: &Stamp) -> Option<tokio::fs::File
         is_file: meta.is_file(),
     };
     (now == *stamp).then_some(file)
-}
-
-/// A large file compressed while it is sent (no exact length, so no ranges).
-fn compressing_stream(encoding: Encoding, file: tokio::fs::File) -> BoxBody {
-    let reader = BufReader::with_capacity(64 * 1024, file);
-    match encoding {
-        Encoding::Br => BoxBody::new(BodyStream::new(ReaderStream::new(
-            BrotliEncoder::with_quality(reader, Level::Precise(4)),
-        ))),
-        Encoding::Zstd => BoxBody::new(BodyStream::new(ReaderStream::new(
-            ZstdEncoder::with_quality(reader, Level::Precise(3)),
-        ))),
-        Encoding::Gzip => BoxBody::new(BodyStream::new(ReaderStream::new(
-            GzipEncoder::with_quality(reader, Level::Precise(6)),
-        ))),
-    }
 }
 
 /// The body of a HEAD answer for a file on disk: its length, and no reading at all.
@@ -423,5 +428,68 @@ impl MessageBody for HeadBody {
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Poll::Ready(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_not_found_page_comes_from_the_cache_and_follows_the_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
+        std::fs::create_dir(&htdocs).expect("htdocs");
+        std::fs::create_dir(&public).expect("public");
+        let settings = StaticSettings {
+            htdocs: htdocs.clone(),
+            public,
+            ..StaticSettings::default()
+        };
+        let files = StaticFiles::new(&settings).expect("roots");
+        assert_eq!(files.not_found_page(), None);
+
+        // A missing page is remembered like any missing file, and revalidated like one.
+        let page = htdocs.join("404.html");
+        std::fs::write(&page, "<h1>not here</h1>").expect("write 404.html");
+        std::thread::sleep(Duration::from_millis(cache::REVALIDATE_AFTER_MS + 100));
+        assert_eq!(
+            files.not_found_page().as_deref(),
+            Some(&b"<h1>not here</h1>"[..])
+        );
+
+        // Served from memory: removing the file changes nothing until the entry is revalidated...
+        std::fs::remove_file(&page).expect("remove 404.html");
+        assert_eq!(
+            files.not_found_page().as_deref(),
+            Some(&b"<h1>not here</h1>"[..])
+        );
+        // ...which happens within a second, as for every file.
+        std::thread::sleep(Duration::from_millis(cache::REVALIDATE_AFTER_MS + 100));
+        assert_eq!(files.not_found_page(), None);
+    }
+
+    #[test]
+    fn every_spelling_of_a_path_shares_one_entry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
+        std::fs::create_dir(&htdocs).expect("htdocs");
+        std::fs::create_dir(&public).expect("public");
+        std::fs::write(htdocs.join("notes.txt"), "notes ".repeat(1000)).expect("write");
+        let settings = StaticSettings {
+            htdocs,
+            public,
+            ..StaticSettings::default()
+        };
+        let files = StaticFiles::new(&settings).expect("roots");
+        let first = files.lookup("/notes.txt").expect("plain");
+        for spelling in ["/%6eotes.txt", "//notes.txt", "/notes%2Etxt"] {
+            let other = files.lookup(spelling).expect(spelling);
+            assert!(Arc::ptr_eq(&first, &other), "{spelling}");
+        }
+        // Charged once, not once per spelling.
+        assert_eq!(files.cache.bytes(), 6000);
     }
 }

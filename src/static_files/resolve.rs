@@ -79,6 +79,24 @@ pub fn resolve(raw_path: &str) -> Result<Target, Refusal> {
 }
 
 impl Target {
+    /// The key the cache files this target under, whatever spelling the request used. It starts
+    /// with NUL, which no raw request path (the cache's other keys) can contain.
+    pub(crate) fn cache_key(&self) -> String {
+        let root = match self.root {
+            Root::Htdocs => "\0h",
+            Root::Public => "\0p",
+        };
+        let mut key = String::from(root);
+        for segment in &self.segments {
+            key.push('/');
+            key.push_str(segment);
+        }
+        if self.directory {
+            key.push('/');
+        }
+        key
+    }
+
     /// The canonical URL path of this target as a directory (`/dir/`), percent-encoded where
     /// needed: the `Location` of a redirect, built from validated segments so it can never
     /// point at another host (`//evil.example`).

@@ -1,27 +1,22 @@
-//! The start-up look at both roots (SPEC §9, §4): precompressed siblings that are stale or
+//! The start-up look at both roots (`docs/reference.md §9`, `§4`): precompressed siblings that are
+//! stale (they do not decode to their source, the one rule [`super::freshness`] applies) or
 //! missing, and files no request can reach because a route has their path.
 
-use std::{
-    fs,
-    path::{Path, PathBuf},
-};
+use std::path::PathBuf;
 
-use super::{cache_control::content_type, entry::is_stale};
-use crate::{
-    compression::is_compressible,
-    config::{Encoding, StaticSettings},
-    routes::ROUTE_PATHS,
-};
+use super::{entry::MAX_CACHED_FILE_BYTES, freshness::sibling_matches, walk::walk};
+use crate::{config::StaticSettings, encoding::sibling_path, routes::ROUTE_PATHS};
 
 /// What the scan found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SiblingReport {
     /// Files looked at (originals, not siblings).
     pub files: usize,
-    /// Siblings older than their original: never served until refreshed.
+    /// Siblings that do not decode to their original: never served until refreshed.
     pub stale: Vec<PathBuf>,
-    /// Siblings a compressible original lacks, one per configured encoding.
-    pub missing: Vec<PathBuf>,
+    /// Siblings a compressible original lacks, one per configured encoding, with whether the
+    /// original is too large to be compressed on the fly (it is then sent uncompressed).
+    pub missing: Vec<(PathBuf, bool)>,
 }
 
 impl SiblingReport {
@@ -31,7 +26,7 @@ impl SiblingReport {
             return None;
         }
         Some(format!(
-            "static files: {} stale and {} missing precompressed siblings among {} files; stale ones are not served and compressible files without siblings are compressed on the fly (run `tandem precompress`; `tandem check` lists them)",
+            "static files: {} stale and {} missing precompressed siblings among {} files; stale ones are not served and compressible files without siblings are compressed on the fly up to 1 MiB, sent uncompressed above (run `tandem precompress`; `tandem check` lists them)",
             self.stale.len(),
             self.missing.len(),
             self.files
@@ -39,34 +34,27 @@ impl SiblingReport {
     }
 }
 
-/// Walks both roots. Dotfiles and dot-directories are skipped (they are never served), and
-/// symlinked directories are not followed (no loops, nothing outside the roots).
+/// Walks both roots as [`walk`] does and decodes every sibling of every compressible file.
 pub fn scan(settings: &StaticSettings) -> SiblingReport {
-    let mut report = SiblingReport::default();
-    for root in [&settings.htdocs, &settings.public] {
-        let mut files = Vec::new();
-        walk(root, &mut files);
-        files.sort();
-        for file in &files {
-            if is_sibling(file) {
-                continue;
-            }
-            report.files += 1;
-            let Some(modified) = modified(file) else {
-                continue;
-            };
-            let compressible = file
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|name| is_compressible(&content_type(name).0));
-            for &encoding in &settings.encodings {
-                let sibling = sibling_path(file, encoding);
-                match self::modified(&sibling) {
-                    Some(at) if is_stale(at, modified) => report.stale.push(sibling),
-                    Some(_) => {}
-                    None if compressible => report.missing.push(sibling),
-                    None => {}
-                }
+    let tree = walk(&[settings.htdocs.clone(), settings.public.clone()]);
+    let mut sources = tree.sources;
+    sources.sort();
+    let mut report = SiblingReport {
+        files: sources.len() + tree.incompressible as usize,
+        ..SiblingReport::default()
+    };
+    for source in &sources {
+        let Ok(meta) = std::fs::metadata(source) else {
+            continue;
+        };
+        for &encoding in &settings.encodings {
+            let sibling = sibling_path(source, encoding);
+            if !sibling.is_file() {
+                report
+                    .missing
+                    .push((sibling, meta.len() > MAX_CACHED_FILE_BYTES));
+            } else if !sibling_matches(encoding, &sibling, source) {
+                report.stale.push(sibling);
             }
         }
     }
@@ -96,13 +84,18 @@ pub fn check_warnings(settings: &StaticSettings) -> Vec<String> {
     let mut lines = Vec::new();
     for sibling in &report.stale {
         lines.push(format!(
-            "{} is older than its original and will not be served; run `tandem precompress`",
+            "{} does not decode to its original and will not be served; run `tandem precompress`",
             sibling.display()
         ));
     }
-    for sibling in &report.missing {
+    for (sibling, large) in &report.missing {
+        let instead = if *large {
+            "the original (over 1 MiB) will be sent uncompressed"
+        } else {
+            "the original will be compressed on the fly instead"
+        };
         lines.push(format!(
-            "{} is missing; the original will be compressed on the fly instead; run `tandem precompress`",
+            "{} is missing; {instead}; run `tandem precompress`",
             sibling.display()
         ));
     }
@@ -113,46 +106,4 @@ pub fn check_warnings(settings: &StaticSettings) -> Vec<String> {
         ));
     }
     lines
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().as_encoded_bytes().starts_with(b".") {
-            continue;
-        }
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        let path = entry.path();
-        if kind.is_dir() {
-            walk(&path, out);
-        } else if kind.is_file() || (kind.is_symlink() && path.is_file()) {
-            out.push(path);
-        }
-    }
-}
-
-fn sibling_path(file: &Path, encoding: Encoding) -> PathBuf {
-    let mut name = file.as_os_str().to_owned();
-    name.push(".");
-    name.push(encoding.extension());
-    PathBuf::from(name)
-}
-
-/// `x.css.br` beside `x.css` is a sibling, not a file of its own.
-fn is_sibling(file: &Path) -> bool {
-    Encoding::ALL.iter().any(|e| {
-        file.extension().is_some_and(|ext| ext == e.extension())
-            && file.with_extension("").is_file()
-    })
-}
-
-fn modified(path: &Path) -> Option<std::time::SystemTime> {
-    fs::metadata(path)
-        .ok()
-        .filter(|m| m.is_file())
-        .and_then(|m| m.modified().ok())
 }

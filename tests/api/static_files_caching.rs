@@ -112,7 +112,14 @@ async fn new_and_removed_siblings_are_seen_within_a_second() {
         .await;
     assert!(res.headers().get("content-encoding").is_none());
     let sibling = roots.public().join("css/site.css.br");
-    std::fs::write(&sibling, b"not really brotli, but what the sibling says").unwrap();
+    // A sibling is served only when it decodes to its original.
+    let mut written = Vec::new();
+    std::io::Read::read_to_end(
+        &mut brotli::CompressorReader::new(&std::fs::read(&css).unwrap()[..], 4096, 1, 22),
+        &mut written,
+    )
+    .unwrap();
+    std::fs::write(&sibling, &written).unwrap();
     let when = std::fs::metadata(&css).unwrap().modified().unwrap();
     std::fs::File::options()
         .write(true)
@@ -125,10 +132,7 @@ async fn new_and_removed_siblings_are_seen_within_a_second() {
         .get_with("/public/css/site.css", &[("accept-encoding", "br")])
         .await;
     assert_eq!(res.headers()["content-encoding"], "br");
-    assert_eq!(
-        res.bytes().await.unwrap(),
-        &b"not really brotli, but what the sibling says"[..]
-    );
+    assert_eq!(res.bytes().await.unwrap(), written);
 }
 
 #[tokio::test]
@@ -137,7 +141,11 @@ async fn a_sibling_going_stale_stops_being_served_within_a_second() {
     let app = spawn_app(roots.settings()).await;
     let req = || app.get_with("/public/app.js", &[("accept-encoding", "br")]);
     assert_eq!(req().await.headers()["content-encoding"], "br");
-    roots.shift_mtime(&roots.public().join("app.js"), 120);
+    // An edit makes every sibling stale: none decodes to the new content.
+    let app_js = roots.public().join("app.js");
+    let mut edited = std::fs::read(&app_js).unwrap();
+    edited.extend_from_slice(b"\n// edited\n");
+    std::fs::write(&app_js, &edited).unwrap();
     tokio::time::sleep(EDIT_VISIBLE).await;
     let res = req().await;
     // Compressed from the (newer) original instead.

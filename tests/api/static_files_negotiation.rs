@@ -100,7 +100,7 @@ async fn configured_order_breaks_ties() {
 #[tokio::test]
 async fn stale_brotli_sibling_is_never_served() {
     let roots = StaticRoots::new();
-    roots.shift_mtime(&roots.htdocs().join("page.html.br"), -60);
+    std::fs::write(roots.htdocs().join("page.html.br"), b"an older page").unwrap();
     let app = spawn_app(roots.settings()).await;
     let res = app
         .get_with("/page.html", &[("accept-encoding", "br")])
@@ -186,7 +186,7 @@ async fn a_sibling_without_its_original_is_never_served() {
 }
 
 #[tokio::test]
-async fn large_files_are_streamed_with_exact_length_or_compressed_while_sent() {
+async fn large_files_are_streamed_with_exact_length() {
     let roots = StaticRoots::new();
     let line = "a large text file, larger than the in-memory cache keeps whole\n";
     let content = line.repeat((3 << 20) / line.len());
@@ -198,18 +198,6 @@ async fn large_files_are_streamed_with_exact_length_or_compressed_while_sent() {
     assert_eq!(res.headers()["content-length"], content.len().to_string());
     assert_eq!(res.headers()["vary"], "accept-encoding");
     assert_eq!(res.bytes().await.unwrap(), content.as_bytes());
-
-    let res = app
-        .get_with("/big.txt", &[("accept-encoding", "gzip")])
-        .await;
-    assert_eq!(encoding_of(&res).as_deref(), Some("gzip"));
-    let etag = res.headers()["etag"].to_str().unwrap().to_string();
-    let body = res.bytes().await.unwrap();
-    assert!(body.len() < content.len() / 10);
-    assert_eq!(decode(Some("gzip"), &body).await, content.as_bytes());
-
-    let identity = app.get("/big.txt").await;
-    assert_ne!(identity.headers()["etag"].to_str().unwrap(), etag);
 
     let res = app
         .get_with("/big.txt", &[("range", "bytes=1000000-1000009")])
@@ -233,7 +221,7 @@ async fn large_files_are_streamed_with_exact_length_or_compressed_while_sent() {
 #[test]
 fn stale_siblings_are_warned_about_once_and_summarised_at_start_up() {
     let roots = StaticRoots::new();
-    roots.shift_mtime(&roots.htdocs().join("page.html.br"), -60);
+    std::fs::write(roots.htdocs().join("page.html.br"), b"an older page").unwrap();
     let htdocs = roots.htdocs().display().to_string();
     let public = roots.public().display().to_string();
     let server = BinaryServer::start(&[
@@ -266,7 +254,7 @@ fn stale_siblings_are_warned_about_once_and_summarised_at_start_up() {
     assert!(summary[0].contains("1 stale"), "{stderr}");
     let warnings = stderr
         .lines()
-        .filter(|l| l.contains("page.html.br is older than its original"))
+        .filter(|l| l.contains("page.html.br does not decode to its original"))
         .count();
     assert_eq!(warnings, 1, "{stderr}");
 }

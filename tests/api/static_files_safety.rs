@@ -163,7 +163,7 @@ async fn routes_win_over_files_with_the_same_path() {
 #[test]
 fn tandem_check_lists_sibling_problems_and_files_shadowed_by_routes() {
     let roots = StaticRoots::new();
-    roots.shift_mtime(&roots.htdocs().join("page.html.br"), -60);
+    std::fs::write(roots.htdocs().join("page.html.br"), b"an older page").unwrap();
     let output = crate::helpers::tandem_command()
         .arg("check")
         .env("TANDEM__STATIC__HTDOCS", roots.htdocs())
@@ -173,7 +173,7 @@ fn tandem_check_lists_sibling_problems_and_files_shadowed_by_routes() {
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("page.html.br is older than its original"),
+        stderr.contains("page.html.br does not decode to its original"),
         "{stderr}"
     );
     assert!(stderr.contains("data.json.br is missing"), "{stderr}");
