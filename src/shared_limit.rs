@@ -1,0 +1,263 @@
+//! Rate-limit buckets in Redis, shared by every instance that uses the same Redis
+//! (docs/reference.md §6, `rate_limit.backend = "redis"`): governor's GCRA as one Lua script, run
+//! atomically per request, and the health that sends requests to the in-process limiter while
+//! Redis is slow or gone.
+//!
+//! The script is governor's `Gcra::test_and_update` with the same emission interval `t` and
+//! tolerance `tau = t * (burst - 1)`, on Redis's clock (so replicas' clocks do not matter) and to
+//! its resolution, the microsecond. A refusal writes nothing, as in governor. Each key expires
+//! when its state equals a fresh one, so Redis holds only clients seen within the last burst.
+
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use redis::{
+    Script,
+    aio::{ConnectionManager, ConnectionManagerConfig},
+};
+
+use crate::{
+    config::{ConfigError, RateLimitSettings},
+    redis_url::RedisUrl,
+};
+
+/// One decision, allowed or not, with what the response headers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Allowed { remaining: u32 },
+    Refused { wait: Duration },
+}
+
+/// KEYS[1]: the client's bucket. ARGV[1]: `t`, ARGV[2]: `tau`, both in microseconds.
+/// Returns {allowed (1/0), remaining burst, microseconds to wait}.
+const GCRA: &str = r"
+local now = redis.call('TIME')
+local t0 = tonumber(now[1]) * 1000000 + tonumber(now[2])
+local t = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1])) or t0
+local earliest = tat - tau
+if t0 < earliest then
+  return {0, 0, earliest - t0}
+end
+local next = math.max(tat, t0) + t
+redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - t0) / 1000))
+return {1, math.floor(math.min(t0 + tau + t - next, tau + t) / t), 0}
+";
+
+/// Where the buckets live in Redis: one string per client key.
+const KEY_PREFIX: &str = "tandem:rate_limit:";
+
+/// While Redis is lost, at most one request per interval tries it again; the rest go straight
+/// to the in-process limiter and pay nothing.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+
+/// The Redis side of the rate limiter.
+pub(crate) struct SharedLimiter {
+    connection: ConnectionManager,
+    script: Script,
+    url: RedisUrl,
+    timeout: Duration,
+    emission_us: u64,
+    tolerance_us: u64,
+    health: Health,
+}
+
+impl SharedLimiter {
+    /// Prepares the connection without opening it: tandem starts (and stays ready) whether or not
+    /// Redis is up. Must run inside the Tokio runtime that will drive the connection.
+    pub(crate) fn connect(settings: &RateLimitSettings) -> Result<Self, ConfigError> {
+        let url = settings.redis_url.clone();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConfigError::new(
+                "the Redis rate limiter must be built inside the server's runtime",
+            ));
+        }
+        let client = redis::Client::open(url.expose()).map_err(|_| {
+            ConfigError::new(format!(
+                "configuration key `rate_limit.redis_url` is {url}, which is not a usable Redis URL"
+            ))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let connection =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(|err| {
+                ConfigError::new(format!(
+                    "cannot prepare the Redis connection to {url}: {}",
+                    url.scrub(&err.to_string())
+                ))
+            })?;
+        let (emission_us, tolerance_us) = gcra_parameters(settings.per_second, settings.burst);
+        log::info!(
+            "rate limit: shared through Redis at {url} (answers within {} ms, else limited in this instance)",
+            settings.redis_timeout_ms
+        );
+        Ok(Self {
+            connection,
+            script: Script::new(GCRA),
+            url,
+            timeout: Duration::from_millis(settings.redis_timeout_ms),
+            emission_us,
+            tolerance_us,
+            health: Health::new(),
+        })
+    }
+
+    /// Redis's decision for `key`, or `None` when Redis cannot give one in time (the caller then
+    /// decides in-process).
+    pub(crate) async fn check(&self, key: IpAddr) -> Option<Decision> {
+        if !self.health.worth_trying() {
+            return None;
+        }
+        let mut connection = self.connection.clone();
+        let mut invocation = self.script.key(format!("{KEY_PREFIX}{key}"));
+        invocation.arg(self.emission_us).arg(self.tolerance_us);
+        let reply = tokio::time::timeout(
+            self.timeout,
+            invocation.invoke_async::<(u8, u64, u64)>(&mut connection),
+        )
+        .await;
+        match reply {
+            Ok(Ok(reply)) => {
+                self.health.mark_reachable(&self.url);
+                Some(decision_of(reply))
+            }
+            Ok(Err(err)) => {
+                self.health
+                    .mark_lost(&self.url, &self.url.scrub(&err.to_string()));
+                None
+            }
+            Err(_) => {
+                self.health.mark_lost(
+                    &self.url,
+                    &format!("no answer within {} ms", self.timeout.as_millis()),
+                );
+                None
+            }
+        }
+    }
+}
+
+/// governor's `t` and `tau` for `per_second` and `burst`, in whole microseconds (at least 1).
+pub(crate) fn gcra_parameters(per_second: u32, burst: u32) -> (u64, u64) {
+    let emission = (1_000_000 / u64::from(per_second.max(1))).max(1);
+    (emission, emission * u64::from(burst.max(1) - 1))
+}
+
+fn decision_of((allowed, remaining, wait_us): (u8, u64, u64)) -> Decision {
+    if allowed == 1 {
+        Decision::Allowed {
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+        }
+    } else {
+        Decision::Refused {
+            wait: Duration::from_micros(wait_us),
+        }
+    }
+}
+
+/// Whether Redis answered last time, and when a lost Redis may be tried again. Transitions are
+/// logged once each way, so an outage is two lines, not one per request.
+struct Health {
+    lost: AtomicBool,
+    origin: Instant,
+    /// Milliseconds after `origin` before which a lost Redis is not tried.
+    retry_at_ms: AtomicU64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            lost: AtomicBool::new(false),
+            origin: Instant::now(),
+            retry_at_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Always while Redis is reachable; while lost, true for one caller per [`RETRY_EVERY`].
+    fn worth_trying(&self) -> bool {
+        if !self.lost.load(Ordering::Acquire) {
+            return true;
+        }
+        let now = self.now_ms();
+        let retry_at = self.retry_at_ms.load(Ordering::Acquire);
+        now >= retry_at
+            && self
+                .retry_at_ms
+                .compare_exchange(
+                    retry_at,
+                    now + RETRY_EVERY.as_millis() as u64,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_ok()
+    }
+
+    fn mark_lost(&self, url: &RedisUrl, reason: &str) {
+        self.retry_at_ms.store(
+            self.now_ms() + RETRY_EVERY.as_millis() as u64,
+            Ordering::Release,
+        );
+        if !self.lost.swap(true, Ordering::AcqRel) {
+            log::warn!(
+                "rate limit: Redis at {url} is unreachable ({reason}); each instance limits on its own until it is back"
+            );
+        }
+    }
+
+    fn mark_reachable(&self, url: &RedisUrl) {
+        if self.lost.swap(false, Ordering::AcqRel) {
+            log::info!("rate limit: Redis at {url} is back; limits are shared again");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_parameters_follow_governor_to_the_microsecond() {
+        assert_eq!(gcra_parameters(5, 10), (200_000, 1_800_000));
+        assert_eq!(gcra_parameters(1, 1), (1_000_000, 0));
+        assert_eq!(gcra_parameters(3, 2), (333_333, 333_333));
+        assert_eq!(gcra_parameters(2_000_000, 4), (1, 3));
+    }
+
+    #[test]
+    fn a_lost_redis_is_tried_by_one_request_per_interval_and_forgiven_on_success() {
+        let health = Health::new();
+        let url = RedisUrl::new("redis://127.0.0.1:1");
+        assert!(health.worth_trying());
+        assert!(health.worth_trying());
+        health.mark_lost(&url, "test");
+        assert!(!health.worth_trying());
+        // Once the interval has passed, exactly one caller gets through.
+        health.retry_at_ms.store(0, Ordering::Release);
+        assert!(health.worth_trying());
+        assert!(!health.worth_trying());
+        health.mark_reachable(&url);
+        assert!(health.worth_trying());
+        assert!(health.worth_trying());
+    }
+
+    #[test]
+    fn script_replies_become_decisions() {
+        assert_eq!(decision_of((1, 4, 0)), Decision::Allowed { remaining: 4 });
+        assert_eq!(
+            decision_of((0, 0, 1_500_000)),
+            Decision::Refused {
+                wait: Duration::from_millis(1500)
+            }
+        );
+    }
+}
