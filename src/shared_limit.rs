@@ -10,7 +10,10 @@
 
 use std::{
     net::IpAddr,
-    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -51,6 +54,10 @@ return {1, math.floor(math.min(t0 + tau + t - next, tau + t) / t), 0}
 /// Where the buckets live in Redis: one string per client key.
 const KEY_PREFIX: &str = "tandem:rate_limit:";
 
+/// How long opening a connection (TCP, TLS, AUTH) may take; requests never wait for it longer
+/// than `rate_limit.redis_timeout_ms`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// While Redis is lost, at most one request per interval tries it again; the rest go straight
 /// to the in-process limiter and pay nothing.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -63,7 +70,7 @@ pub(crate) struct SharedLimiter {
     timeout: Duration,
     emission_us: u64,
     tolerance_us: u64,
-    health: Health,
+    health: Arc<Health>,
 }
 
 impl SharedLimiter {
@@ -82,7 +89,7 @@ impl SharedLimiter {
             ))
         })?;
         let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let connection =
@@ -97,6 +104,19 @@ impl SharedLimiter {
             "rate limit: shared through Redis at {url} (answers within {} ms, else limited in this instance)",
             settings.redis_timeout_ms
         );
+        let health = Arc::new(Health::new());
+        // Connect now, not on the first request, which would otherwise pay for the TCP and TLS
+        // handshakes and likely find Redis "too slow".
+        let (mut warm, warm_health, warm_url) = (connection.clone(), health.clone(), url.clone());
+        tokio::spawn(async move {
+            let ping_cmd = redis::cmd("PING");
+            let ping = ping_cmd.query_async::<()>(&mut warm);
+            match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
+                Ok(Ok(())) => warm_health.mark_reachable(&warm_url),
+                Ok(Err(err)) => warm_health.mark_lost(&warm_url, &warm_url.scrub(&err.to_string())),
+                Err(_) => warm_health.mark_lost(&warm_url, "no answer to PING at start-up"),
+            }
+        });
         Ok(Self {
             connection,
             script: Script::new(GCRA),
@@ -104,7 +124,7 @@ impl SharedLimiter {
             timeout: Duration::from_millis(settings.redis_timeout_ms),
             emission_us,
             tolerance_us,
-            health: Health::new(),
+            health,
         })
     }
 
@@ -162,18 +182,23 @@ fn decision_of((allowed, remaining, wait_us): (u8, u64, u64)) -> Decision {
 }
 
 /// Whether Redis answered last time, and when a lost Redis may be tried again. Transitions are
-/// logged once each way, so an outage is two lines, not one per request.
+/// logged once each, so an outage is two lines, not one per request.
 struct Health {
-    lost: AtomicBool,
+    state: AtomicU8,
     origin: Instant,
     /// Milliseconds after `origin` before which a lost Redis is not tried.
     retry_at_ms: AtomicU64,
 }
 
+/// Not contacted yet.
+const UNKNOWN: u8 = 0;
+const REACHABLE: u8 = 1;
+const LOST: u8 = 2;
+
 impl Health {
     fn new() -> Self {
         Self {
-            lost: AtomicBool::new(false),
+            state: AtomicU8::new(UNKNOWN),
             origin: Instant::now(),
             retry_at_ms: AtomicU64::new(0),
         }
@@ -183,9 +208,9 @@ impl Health {
         u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Always while Redis is reachable; while lost, true for one caller per [`RETRY_EVERY`].
+    /// Always unless lost; while lost, true for one caller per [`RETRY_EVERY`].
     fn worth_trying(&self) -> bool {
-        if !self.lost.load(Ordering::Acquire) {
+        if self.state.load(Ordering::Acquire) != LOST {
             return true;
         }
         let now = self.now_ms();
@@ -207,7 +232,7 @@ impl Health {
             self.now_ms() + RETRY_EVERY.as_millis() as u64,
             Ordering::Release,
         );
-        if !self.lost.swap(true, Ordering::AcqRel) {
+        if self.state.swap(LOST, Ordering::AcqRel) != LOST {
             log::warn!(
                 "rate limit: Redis at {url} is unreachable ({reason}); each instance limits on its own until it is back"
             );
@@ -215,8 +240,10 @@ impl Health {
     }
 
     fn mark_reachable(&self, url: &RedisUrl) {
-        if self.lost.swap(false, Ordering::AcqRel) {
-            log::info!("rate limit: Redis at {url} is back; limits are shared again");
+        match self.state.swap(REACHABLE, Ordering::AcqRel) {
+            LOST => log::info!("rate limit: Redis at {url} is back; limits are shared again"),
+            UNKNOWN => log::info!("rate limit: connected to Redis at {url}"),
+            _ => {}
         }
     }
 }
@@ -238,6 +265,7 @@ mod tests {
         let health = Health::new();
         let url = RedisUrl::new("redis://127.0.0.1:1");
         assert!(health.worth_trying());
+        health.mark_reachable(&url);
         assert!(health.worth_trying());
         health.mark_lost(&url, "test");
         assert!(!health.worth_trying());

@@ -11,6 +11,7 @@ mod health_and_routes;
 mod nginx_end_to_end;
 mod precompress_command;
 mod problem_details;
+mod rate_limit_redis;
 mod rate_limiting;
 mod request_metadata;
 mod server_settings;
