@@ -90,6 +90,9 @@ impl SharedLimiter {
         })?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            // Not the per-request bound (that is `timeout`, below): this one fails the commands
+            // of a connection that went silent, which makes the manager reconnect.
+            .set_response_timeout(Some(CONNECT_TIMEOUT))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_millis(500));
         let connection =
