@@ -7,6 +7,11 @@
 //! tolerance `tau = t * (burst - 1)`, on Redis's clock (so replicas' clocks do not matter) and to
 //! its resolution, the microsecond. A refusal writes nothing, as in governor. Each key expires
 //! when its state equals a fresh one, so Redis holds only clients seen within the last burst.
+//!
+//! Requests do not call Redis one by one: a [`Batcher`] task takes every decision waiting and
+//! runs them through one script call (keys in arrival order, so two requests of one client are
+//! still decided one after the other). Under load that turns hundreds of round trips and script
+//! invocations into one; idle, a batch is one request and costs what a single call would.
 
 use std::{
     net::IpAddr,
@@ -21,6 +26,10 @@ use redis::{
     Script,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
+use tokio::sync::{
+    mpsc::{self, error::TrySendError},
+    oneshot,
+};
 
 use crate::{
     config::{ConfigError, RateLimitSettings},
@@ -34,22 +43,37 @@ pub(crate) enum Decision {
     Refused { wait: Duration },
 }
 
-/// KEYS[1]: the client's bucket. ARGV[1]: `t`, ARGV[2]: `tau`, both in microseconds.
-/// Returns {allowed (1/0), remaining burst, microseconds to wait}.
+/// KEYS: one bucket per decision. ARGV[1]: `t`, ARGV[2]: `tau`, both in microseconds.
+/// Returns, per key, {allowed (1/0), remaining burst, microseconds to wait}, flattened.
 const GCRA: &str = r"
 local now = redis.call('TIME')
 local t0 = tonumber(now[1]) * 1000000 + tonumber(now[2])
 local t = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or t0
-local earliest = tat - tau
-if t0 < earliest then
-  return {0, 0, earliest - t0}
+local replies = {}
+for i, key in ipairs(KEYS) do
+  local tat = tonumber(redis.call('GET', key)) or t0
+  local earliest = tat - tau
+  if t0 < earliest then
+    replies[3 * i - 2], replies[3 * i - 1], replies[3 * i] = 0, 0, earliest - t0
+  else
+    local next = math.max(tat, t0) + t
+    redis.call('SET', key, string.format('%d', next), 'PX', math.ceil((next - t0) / 1000))
+    replies[3 * i - 2] = 1
+    replies[3 * i - 1] = math.floor(math.min(t0 + tau + t - next, tau + t) / t)
+    replies[3 * i] = 0
+  end
 end
-local next = math.max(tat, t0) + t
-redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.ceil((next - t0) / 1000))
-return {1, math.floor(math.min(t0 + tau + t - next, tau + t) / t), 0}
+return replies
 ";
+
+/// Most decisions in one script call: enough to absorb a burst of concurrent requests, small
+/// enough that one call stays well under a millisecond of Redis time.
+const MAX_BATCH: usize = 256;
+
+/// Decisions allowed to wait for the batcher; beyond that Redis is clearly behind, and requests
+/// are decided in-process rather than queued.
+const MAX_WAITING: usize = 4096;
 
 /// Where the buckets live in Redis: one string per client key.
 const KEY_PREFIX: &str = "tandem:rate_limit:";
@@ -64,18 +88,21 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The Redis side of the rate limiter.
 pub(crate) struct SharedLimiter {
-    connection: ConnectionManager,
-    script: Script,
+    queue: mpsc::Sender<Pending>,
     url: RedisUrl,
     timeout: Duration,
-    emission_us: u64,
-    tolerance_us: u64,
     health: Arc<Health>,
 }
 
+/// One decision waiting for the batcher.
+struct Pending {
+    key: IpAddr,
+    reply: oneshot::Sender<Result<Decision, String>>,
+}
+
 impl SharedLimiter {
-    /// Prepares the connection without opening it: tandem starts (and stays ready) whether or not
-    /// Redis is up. Must run inside the Tokio runtime that will drive the connection.
+    /// Prepares the connection without waiting for it: tandem starts (and stays ready) whether or
+    /// not Redis is up. Must run inside the Tokio runtime that will drive the connection.
     pub(crate) fn connect(settings: &RateLimitSettings) -> Result<Self, ConfigError> {
         let url = settings.redis_url.clone();
         if tokio::runtime::Handle::try_current().is_err() {
@@ -120,13 +147,22 @@ impl SharedLimiter {
                 Err(_) => warm_health.mark_lost(&warm_url, "no answer to PING at start-up"),
             }
         });
+        let (queue, waiting) = mpsc::channel(MAX_WAITING);
+        // Ends when the last sender, i.e. this limiter, is dropped with its server.
+        tokio::spawn(
+            Batcher {
+                connection,
+                script: Script::new(GCRA),
+                emission_us,
+                tolerance_us,
+                waiting,
+            }
+            .run(),
+        );
         Ok(Self {
-            connection,
-            script: Script::new(GCRA),
+            queue,
             url,
             timeout: Duration::from_millis(settings.redis_timeout_ms),
-            emission_us,
-            tolerance_us,
             health,
         })
     }
@@ -137,24 +173,27 @@ impl SharedLimiter {
         if !self.health.worth_trying() {
             return None;
         }
-        let mut connection = self.connection.clone();
-        let mut invocation = self.script.key(format!("{KEY_PREFIX}{key}"));
-        invocation.arg(self.emission_us).arg(self.tolerance_us);
-        let reply = tokio::time::timeout(
-            self.timeout,
-            invocation.invoke_async::<(u8, u64, u64)>(&mut connection),
-        )
-        .await;
-        match reply {
-            Ok(Ok(reply)) => {
-                self.health.mark_reachable(&self.url);
-                Some(decision_of(reply))
+        let (reply, answer) = oneshot::channel();
+        if let Err(err) = self.queue.try_send(Pending { key, reply }) {
+            if matches!(err, TrySendError::Full(_)) {
+                self.health.mark_lost(
+                    &self.url,
+                    &format!("{MAX_WAITING} decisions already waiting for it"),
+                );
             }
-            Ok(Err(err)) => {
-                self.health
-                    .mark_lost(&self.url, &self.url.scrub(&err.to_string()));
+            return None;
+        }
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(Ok(Ok(decision))) => {
+                self.health.mark_reachable(&self.url);
+                Some(decision)
+            }
+            Ok(Ok(Err(reason))) => {
+                self.health.mark_lost(&self.url, &self.url.scrub(&reason));
                 None
             }
+            // The batcher is gone: the server is shutting down.
+            Ok(Err(_)) => None,
             Err(_) => {
                 self.health.mark_lost(
                     &self.url,
@@ -166,13 +205,71 @@ impl SharedLimiter {
     }
 }
 
+/// The task that turns waiting decisions into script calls, one batch at a time.
+struct Batcher {
+    connection: ConnectionManager,
+    script: Script,
+    emission_us: u64,
+    tolerance_us: u64,
+    waiting: mpsc::Receiver<Pending>,
+}
+
+impl Batcher {
+    async fn run(mut self) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        while self.waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            // A request that stopped waiting was decided in-process: counting it in Redis too
+            // would charge its client twice.
+            batch.retain(|pending: &Pending| !pending.reply.is_closed());
+            if !batch.is_empty() {
+                match self.decide(&batch).await {
+                    Ok(decisions) => {
+                        for (pending, decision) in batch.drain(..).zip(decisions) {
+                            let _ = pending.reply.send(Ok(decision));
+                        }
+                    }
+                    Err(reason) => {
+                        for pending in batch.drain(..) {
+                            let _ = pending.reply.send(Err(reason.clone()));
+                        }
+                    }
+                }
+            }
+            batch.clear();
+        }
+    }
+
+    async fn decide(&mut self, batch: &[Pending]) -> Result<Vec<Decision>, String> {
+        let mut invocation = self.script.prepare_invoke();
+        for pending in batch {
+            invocation.key(format!("{KEY_PREFIX}{}", pending.key));
+        }
+        invocation.arg(self.emission_us).arg(self.tolerance_us);
+        let flat: Vec<u64> = invocation
+            .invoke_async(&mut self.connection)
+            .await
+            .map_err(|err| err.to_string())?;
+        if flat.len() != 3 * batch.len() {
+            return Err(format!(
+                "the script answered {} numbers for {} keys",
+                flat.len(),
+                batch.len()
+            ));
+        }
+        Ok(flat
+            .chunks_exact(3)
+            .map(|reply| decision_of((reply[0], reply[1], reply[2])))
+            .collect())
+    }
+}
+
 /// governor's `t` and `tau` for `per_second` and `burst`, in whole microseconds (at least 1).
 pub(crate) fn gcra_parameters(per_second: u32, burst: u32) -> (u64, u64) {
     let emission = (1_000_000 / u64::from(per_second.max(1))).max(1);
     (emission, emission * u64::from(burst.max(1) - 1))
 }
 
-fn decision_of((allowed, remaining, wait_us): (u8, u64, u64)) -> Decision {
+fn decision_of((allowed, remaining, wait_us): (u64, u64, u64)) -> Decision {
     if allowed == 1 {
         Decision::Allowed {
             remaining: u32::try_from(remaining).unwrap_or(u32::MAX),

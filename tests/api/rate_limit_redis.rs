@@ -259,6 +259,32 @@ async fn a_client_alternating_between_two_replicas_gets_one_burst_not_two() {
 }
 
 #[tokio::test]
+async fn concurrent_requests_of_one_client_in_one_batch_are_counted_one_by_one() {
+    require_redis!();
+    let redis = RedisServer::start();
+    let a = spawn_app(shared_settings(&redis.url())).await;
+    let b = spawn_app(shared_settings(&redis.url())).await;
+    let bases = [base_of(&a), base_of(&b)];
+    let http = reqwest::Client::new();
+    // All at once, so replicas batch several of them into one script call.
+    let requests = (0..4 * BURST as usize).map(|i| get_as(&http, &bases[i % 2], "203.0.113.30"));
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|(status, _, _)| status)
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        BURST as usize,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 429),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test]
 async fn clients_keep_their_own_buckets_keyed_on_their_real_address_in_every_replica() {
     require_redis!();
     let redis = RedisServer::start();
