@@ -8,12 +8,14 @@
 //! its resolution, the microsecond. A refusal writes nothing, as in governor. Each key expires
 //! when its state equals a fresh one, so Redis holds only clients seen within the last burst.
 //!
-//! Requests do not call Redis one by one: a [`Batcher`] task takes every decision waiting and
-//! runs them through one script call (keys in arrival order, so two requests of one client are
-//! still decided one after the other). Under load that turns hundreds of round trips and script
-//! invocations into one; idle, a batch is one request and costs what a single call would.
+//! Requests do not call Redis one by one: a [`Batcher`] task per worker thread takes every
+//! decision waiting on that thread and runs them through one script call (keys in arrival order,
+//! so two requests of one client are still decided one after the other). Under load that turns
+//! hundreds of round trips and script invocations into one, and only whole batches cross to the
+//! connection's task on another thread; idle, a batch is one request.
 
 use std::{
+    cell::RefCell,
     net::IpAddr,
     sync::{
         Arc,
@@ -88,7 +90,12 @@ const RETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// The Redis side of the rate limiter.
 pub(crate) struct SharedLimiter {
-    queue: mpsc::Sender<Pending>,
+    /// Which limiter a worker thread's batcher belongs to (in-process tests run several).
+    id: u64,
+    connection: ConnectionManager,
+    script: Script,
+    emission_us: u64,
+    tolerance_us: u64,
     url: RedisUrl,
     timeout: Duration,
     health: Arc<Health>,
@@ -147,20 +154,12 @@ impl SharedLimiter {
                 Err(_) => warm_health.mark_lost(&warm_url, "no answer to PING at start-up"),
             }
         });
-        let (queue, waiting) = mpsc::channel(MAX_WAITING);
-        // Ends when the last sender, i.e. this limiter, is dropped with its server.
-        tokio::spawn(
-            Batcher {
-                connection,
-                script: Script::new(GCRA),
-                emission_us,
-                tolerance_us,
-                waiting,
-            }
-            .run(),
-        );
         Ok(Self {
-            queue,
+            id: NEXT_LIMITER_ID.fetch_add(1, Ordering::Relaxed),
+            connection,
+            script: Script::new(GCRA),
+            emission_us,
+            tolerance_us,
             url,
             timeout: Duration::from_millis(settings.redis_timeout_ms),
             health,
@@ -174,7 +173,7 @@ impl SharedLimiter {
             return None;
         }
         let (reply, answer) = oneshot::channel();
-        if let Err(err) = self.queue.try_send(Pending { key, reply }) {
+        if let Err(err) = self.queue().try_send(Pending { key, reply }) {
             if matches!(err, TrySendError::Full(_)) {
                 self.health.mark_lost(
                     &self.url,
@@ -202,6 +201,39 @@ impl SharedLimiter {
                 None
             }
         }
+    }
+}
+
+static NEXT_LIMITER_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's batcher queue per limiter. One batcher per worker thread keeps the hand-off
+    /// of each request on its own thread; only a whole batch crosses to the connection's task.
+    static QUEUES: RefCell<Vec<(u64, mpsc::Sender<Pending>)>> = const { RefCell::new(Vec::new()) };
+}
+
+impl SharedLimiter {
+    /// The calling worker thread's batcher queue, started on first use on this thread's runtime.
+    fn queue(&self) -> mpsc::Sender<Pending> {
+        QUEUES.with_borrow_mut(|queues| {
+            queues.retain(|(_, queue)| !queue.is_closed());
+            if let Some((_, queue)) = queues.iter().find(|(id, _)| *id == self.id) {
+                return queue.clone();
+            }
+            let (queue, waiting) = mpsc::channel(MAX_WAITING);
+            tokio::spawn(
+                Batcher {
+                    connection: self.connection.clone(),
+                    script: self.script.clone(),
+                    emission_us: self.emission_us,
+                    tolerance_us: self.tolerance_us,
+                    waiting,
+                }
+                .run(),
+            );
+            queues.push((self.id, queue.clone()));
+            queue
+        })
     }
 }
 
