@@ -175,7 +175,7 @@ impl RateLimit {
 
     /// [`RateLimit::from_settings`], plus the Redis connection when `rate_limit.backend =
     /// "redis"`. Runs inside the server's runtime; Redis need not be up.
-    pub fn build(settings: &RateLimitSettings) -> Result<Option<Self>, ConfigError> {
+    pub(crate) fn build(settings: &RateLimitSettings) -> Result<Option<Self>, ConfigError> {
         let Some(mut rate_limit) = Self::from_settings(settings) else {
             return Ok(None);
         };

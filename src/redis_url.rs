@@ -19,7 +19,7 @@ impl RedisUrl {
         Self(url.into())
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.trim().is_empty()
     }
 
@@ -34,7 +34,7 @@ impl RedisUrl {
     }
 
     /// Why this URL cannot be used, in words that never contain its password.
-    pub fn problem(&self) -> Option<String> {
+    pub(crate) fn problem(&self) -> Option<String> {
         let url = self.0.trim();
         if url.is_empty() {
             return Some(
@@ -60,7 +60,7 @@ impl RedisUrl {
 
     /// `text` with every occurrence of the password replaced, for error messages that come from
     /// the Redis client and might echo what they were given.
-    pub fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         match password_of(&self.0) {
             Some(password) if !password.is_empty() => text.replace(password, MASK),
             _ => text.to_string(),
@@ -103,7 +103,7 @@ fn password_of(url: &str) -> Option<&str> {
 /// `redis://user:secret@host` → `redis://user:***@host`. A user-info without `:` is masked
 /// whole: Redis reads it as a user name, but people put passwords there, and a name is not
 /// worth leaking a password for.
-pub fn masked(url: &str) -> String {
+fn masked(url: &str) -> String {
     match user_info(url) {
         None => url.to_string(),
         Some((start, info)) => {
