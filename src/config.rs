@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 pub use crate::encoding::Encoding;
+use crate::redis_url::RedisUrl;
 
 /// Everything tandem can be configured with. `Settings::default()` is the documented default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -106,6 +107,19 @@ pub struct RateLimitSettings {
     pub ipv6_prefix: u8,
     #[serde(rename = "static")]
     pub static_files: bool,
+    pub backend: RateLimitBackend,
+    pub redis_url: RedisUrl,
+    pub redis_timeout_ms: u64,
+}
+
+/// Where the rate limiter keeps its buckets (docs/reference.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// In this process: each instance limits on its own.
+    Memory,
+    /// In Redis at `rate_limit.redis_url`, shared by every instance using it.
+    Redis,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,6 +201,9 @@ impl Default for RateLimitSettings {
             burst: 10,
             ipv6_prefix: 64,
             static_files: false,
+            backend: RateLimitBackend::Memory,
+            redis_url: RedisUrl::default(),
+            redis_timeout_ms: 50,
         }
     }
 }
@@ -408,6 +425,7 @@ impl Settings {
                 "must be between 1 and 128",
             ));
         }
+        validate_rate_limit_backend(rl)?;
         Ok(())
     }
 
@@ -469,6 +487,23 @@ impl Settings {
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|err| format!("# cannot render settings: {err}\n"))
     }
+}
+
+/// `rate_limit.backend = "redis"` needs a usable URL and a timeout; the URL is checked even with
+/// the memory backend when given, so a typo shows up before the day it is switched on.
+fn validate_rate_limit_backend(rl: &RateLimitSettings) -> Result<(), ConfigError> {
+    if (rl.backend == RateLimitBackend::Redis || !rl.redis_url.is_empty())
+        && let Some(problem) = rl.redis_url.problem()
+    {
+        return Err(ConfigError::key("rate_limit.redis_url", problem));
+    }
+    if rl.redis_timeout_ms == 0 || rl.redis_timeout_ms > 10_000 {
+        return Err(ConfigError::key(
+            "rate_limit.redis_timeout_ms",
+            "must be between 1 and 10000 (it bounds what a slow Redis adds to each request)",
+        ));
+    }
+    Ok(())
 }
 
 /// The `TANDEM__*` variables of `env`, list values without the spaces people put after commas
@@ -587,6 +622,21 @@ mod tests {
                 "129",
                 "rate_limit.ipv6_prefix",
             ),
+            (
+                "TANDEM__RATE_LIMIT__BACKEND",
+                "memcached",
+                "rate_limit.backend",
+            ),
+            (
+                "TANDEM__RATE_LIMIT__REDIS_URL",
+                "http://cache:6379",
+                "rate_limit.redis_url",
+            ),
+            (
+                "TANDEM__RATE_LIMIT__REDIS_TIMEOUT_MS",
+                "0",
+                "rate_limit.redis_timeout_ms",
+            ),
         ];
         for (var, value, key) in cases {
             let mut vars = nginx_mode();
@@ -594,6 +644,33 @@ mod tests {
             let err = Settings::load_from(None, &vars).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn the_redis_backend_needs_a_url_and_never_shows_its_password() {
+        let mut vars = nginx_mode();
+        vars.push(("TANDEM__RATE_LIMIT__BACKEND".into(), "redis".into()));
+        let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+        assert!(err.contains("rate_limit.redis_url"), "{err}");
+
+        vars.push((
+            "TANDEM__RATE_LIMIT__REDIS_URL".into(),
+            "rediss://:hunter2@cache:6380".into(),
+        ));
+        let settings = Settings::load_from(None, &vars).unwrap();
+        assert_eq!(settings.rate_limit.backend, RateLimitBackend::Redis);
+        let shown = format!("{}\n{settings:?}", settings.to_toml());
+        assert!(shown.contains("rediss://:***@cache:6380"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+
+        vars.pop();
+        vars.push((
+            "TANDEM__RATE_LIMIT__REDIS_URL".into(),
+            "tcp://:hunter2@cache:6380".into(),
+        ));
+        let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+        assert!(err.contains("rate_limit.redis_url"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
     }
 
     #[test]

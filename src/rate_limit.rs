@@ -13,6 +13,8 @@
 //!
 //! One limiter is built in `Application::build_with` and shared by every worker, so the limit is
 //! per client, not per client and worker. A task prunes idle keys every [`RateLimit::prune_interval`].
+//! With `rate_limit.backend = "redis"` the decision is [`crate::shared_limit`]'s, shared by every
+//! instance, and this in-process limiter takes over while Redis is slow or unreachable.
 
 use std::{
     net::{IpAddr, Ipv6Addr},
@@ -44,8 +46,9 @@ use actix_web::{
 use crate::{
     access_log::PROBES,
     client_ip::{canonical, client_ip_of},
-    config::RateLimitSettings,
+    config::{ConfigError, RateLimitBackend, RateLimitSettings},
     problem::Problem,
+    shared_limit::{Decision, SharedLimiter},
 };
 
 pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -137,6 +140,9 @@ pub struct RateLimit {
     burst: u32,
     limit_static: bool,
     prune_interval: Duration,
+    /// With `rate_limit.backend = "redis"`: the buckets every instance shares; `limiter` then
+    /// decides only while Redis cannot.
+    shared: Option<SharedLimiter>,
 }
 
 impl RateLimit {
@@ -163,7 +169,38 @@ impl RateLimit {
             burst: settings.burst,
             limit_static: settings.static_files,
             prune_interval: prune_interval(settings),
+            shared: None,
         })
+    }
+
+    /// [`RateLimit::from_settings`], plus the Redis connection when `rate_limit.backend =
+    /// "redis"`. Runs inside the server's runtime; Redis need not be up.
+    pub(crate) fn build(settings: &RateLimitSettings) -> Result<Option<Self>, ConfigError> {
+        let Some(mut rate_limit) = Self::from_settings(settings) else {
+            return Ok(None);
+        };
+        if settings.backend == RateLimitBackend::Redis {
+            rate_limit.shared = Some(SharedLimiter::connect(settings)?);
+        }
+        Ok(Some(rate_limit))
+    }
+
+    /// One request's decision for `key`: Redis's when shared and answering in time, else this
+    /// process's.
+    pub(crate) async fn check(&self, key: IpAddr) -> Decision {
+        if let Some(shared) = &self.shared
+            && let Some(decision) = shared.check(key).await
+        {
+            return decision;
+        }
+        match self.limiter.check_key(&key) {
+            Ok(snapshot) => Decision::Allowed {
+                remaining: snapshot.remaining_burst_capacity(),
+            },
+            Err(not_until) => Decision::Refused {
+                wait: not_until.wait_time_from(DefaultClock::default().now()),
+            },
+        }
     }
 
     /// Whether a request counts against its client's quota.
@@ -247,19 +284,15 @@ pub async fn limit<B: MessageBody>(
         Err(problem) => return Ok(req.error_response(problem).map_into_right_body()),
     };
     let limit = HeaderValue::from(rate_limit.burst);
-    match rate_limit.limiter.check_key(&key) {
-        Ok(snapshot) => {
+    match rate_limit.check(key).await {
+        Decision::Allowed { remaining } => {
             let mut res = next.call(req).await?;
             let headers = res.headers_mut();
             headers.insert(X_RATELIMIT_LIMIT, limit);
-            headers.insert(
-                X_RATELIMIT_REMAINING,
-                HeaderValue::from(snapshot.remaining_burst_capacity()),
-            );
+            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(remaining));
             Ok(res.map_into_left_body())
         }
-        Err(not_until) => {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
+        Decision::Refused { wait } => {
             let secs = retry_after_secs(wait);
             let problem = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,

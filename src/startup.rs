@@ -129,7 +129,7 @@ impl Application {
             Some(settings.static_files.htdocs.join("404.html")).filter(|p| p.is_file()),
         ));
         // Built once, here, not in the per-worker factory: one limiter for the whole server.
-        let rate_limit = RateLimit::from_settings(&settings.rate_limit).map(Arc::new);
+        let rate_limit = RateLimit::build(&settings.rate_limit)?.map(Arc::new);
         let pruner = rate_limit.as_ref().map(RateLimit::spawn_pruner);
         let rate_limit = rate_limit.map(web::Data::from);
         // Start-up work `/startupz` waits for (SPEC §4, §9): roots resolved, siblings checked.

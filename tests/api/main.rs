@@ -12,6 +12,7 @@ mod log_filter;
 mod nginx_end_to_end;
 mod precompress_command;
 mod problem_details;
+mod rate_limit_redis;
 mod rate_limiting;
 mod request_metadata;
 mod server_settings;
