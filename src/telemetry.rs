@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use crate::{access_log, config::LogFormat};
+use crate::{config::LogFormat, pipeline::access_log};
 
 /// `info`, except actix-http's WebSocket codec, which logs every malformed client frame at ERROR:
 /// any client could fill the log. tandem reports those violations itself, as close codes.

@@ -88,6 +88,17 @@ impl StaticFiles {
         &self.cache
     }
 
+    /// `htdocs/404.html` for browsers, from the cache like any file (so edits show within the
+    /// cache's bound, and a 404 costs no disk read); `None` without one, or when it is too large
+    /// to keep in memory.
+    pub(crate) fn not_found_page(&self) -> Option<Bytes> {
+        let cached = self.lookup("/404.html").ok()?;
+        match &cached.entry.kind {
+            Kind::File(file) => file.identity.body.clone(),
+            Kind::NotFound | Kind::Redirect(_) => None,
+        }
+    }
+
     /// The entry for a raw request path, from the cache or freshly built from the disk.
     ///
     /// A miss stats and reads small files on the worker thread, like nginx does: they are local

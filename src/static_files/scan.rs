@@ -10,7 +10,7 @@ use super::{cache_control::content_type, entry::is_stale};
 use crate::{
     compression::is_compressible,
     config::{Encoding, StaticSettings},
-    routes::ROUTE_PATHS,
+    routes::ROUTES,
 };
 
 /// What the scan found.
@@ -76,7 +76,7 @@ pub fn scan(settings: &StaticSettings) -> SiblingReport {
 /// Files under `htdocs` whose URL a route answers instead, with that route.
 pub fn shadowed_by_routes(settings: &StaticSettings) -> Vec<(PathBuf, String)> {
     let mut shadowed = Vec::new();
-    for route in ROUTE_PATHS {
+    for route in ROUTES.iter().map(|route| route.path) {
         let path = settings.htdocs.join(route.trim_start_matches('/'));
         if path.exists() {
             shadowed.push((path, (*route).to_string()));
