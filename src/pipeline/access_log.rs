@@ -109,7 +109,7 @@ impl AccessLog {
     pub(crate) fn begin(
         &self,
         req: &ServiceRequest,
-        meta: &RequestMeta,
+        meta: RequestMeta,
         client_ip: IpAddr,
     ) -> Option<Pending> {
         let level = if routes::is_probe(req.path()) {
@@ -131,9 +131,9 @@ impl AccessLog {
             status: 0,
             bytes: 0,
             duration_ms: 0.0,
-            request_id: meta.request_id.clone(),
-            correlation_id: meta.correlation_id.clone(),
-            idempotency_key: meta.idempotency_key.clone(),
+            request_id: meta.request_id,
+            correlation_id: meta.correlation_id,
+            idempotency_key: meta.idempotency_key,
             user_agent: req
                 .headers()
                 .get(header::USER_AGENT)

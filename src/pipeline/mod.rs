@@ -120,8 +120,7 @@ impl Pipeline {
         B: MessageBody + 'static,
     {
         let (context, meta) = context::enter(&req, &self.proxies);
-        let log = self.access_log.begin(&req, &meta, context.client_ip);
-        drop(meta);
+        let log = self.access_log.begin(&req, meta, context.client_ip);
         let counted = rate_limit::count(self.rate_limit.as_deref(), &req, context.client_ip);
         let refusal = match &counted {
             Err(problem) => Some(problem.clone()),

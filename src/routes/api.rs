@@ -1,5 +1,5 @@
-//! The JSON API (docs/reference.md §4): `/api/status`, `/json`, and `POST /api/echo` (a JSON body echoed back,
-//! the route that exercises body limits, media types and `Idempotency-Key`).
+//! The JSON API (docs/reference.md §4): `/api/status`, `/json`, and `POST /api/echo` (a JSON body
+//! echoed back, the route that exercises body limits, media types and `Idempotency-Key`).
 
 use actix_web::{HttpResponse, error::JsonPayloadError, http::StatusCode, web};
 use serde_json::{Value, json};

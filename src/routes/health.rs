@@ -1,5 +1,5 @@
-//! Probes (docs/reference.md §4): `/health`, `/healthz` (liveness), `/readyz` (readiness), `/startupz`.
-//! Never rate limited; logged at debug level only.
+//! Probes (docs/reference.md §4): `/health`, `/healthz` (liveness), `/readyz` (readiness),
+//! `/startupz`. The route table marks them: never rate limited, logged at debug level only.
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use serde_json::json;
