@@ -10,6 +10,7 @@ use std::{
 };
 
 use actix_web::{
+    HttpMessage,
     body::{BodySize, BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::header,
@@ -106,12 +107,7 @@ pub(crate) struct AccessLog {
 
 impl AccessLog {
     /// Starts the record of a request, or `None` when its line would not be printed anyway.
-    pub(crate) fn begin(
-        &self,
-        req: &ServiceRequest,
-        meta: RequestMeta,
-        client_ip: IpAddr,
-    ) -> Option<Pending> {
+    pub(crate) fn begin(&self, req: &ServiceRequest, client_ip: IpAddr) -> Option<Pending> {
         let level = if routes::is_probe(req.path()) {
             log::Level::Debug
         } else {
@@ -120,6 +116,8 @@ impl AccessLog {
         if !log::log_enabled!(target: TARGET, level) {
             return None;
         }
+        // Stored by the context layer, which ran first.
+        let meta = req.extensions().get::<RequestMeta>().cloned()?;
         let path = req
             .uri()
             .path_and_query()

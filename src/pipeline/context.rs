@@ -48,21 +48,26 @@ pub(crate) struct RequestContext {
     pub(crate) client_ip: IpAddr,
 }
 
-/// Decides the IDs and the client address, stores them for the extractors, and returns them
-/// with the request's metadata for the access log.
-pub(crate) fn enter(
-    req: &ServiceRequest,
-    proxies: &TrustedProxies,
-) -> (RequestContext, RequestMeta) {
+/// Decides the IDs and the client address and stores them for the extractors (and the access
+/// log, which reads them only when its line will be printed).
+pub(crate) fn enter(req: &ServiceRequest, proxies: &TrustedProxies) -> RequestContext {
     let meta = RequestMeta::of(req.headers());
     let client_ip = proxies.resolve(peer_of(req.request()), req.headers());
     // Both IDs passed validation or were generated, so they are always valid header values.
-    let ids = Ids {
-        request_id: HeaderValue::from_str(&meta.request_id).ok(),
-        correlation_id: HeaderValue::from_str(&meta.correlation_id).ok(),
+    let request_id = HeaderValue::from_str(&meta.request_id).ok();
+    let correlation_id = if meta.correlation_id == meta.request_id {
+        request_id.clone()
+    } else {
+        HeaderValue::from_str(&meta.correlation_id).ok()
     };
     let mut extensions = req.extensions_mut();
     extensions.insert(ClientIp(client_ip));
-    extensions.insert(meta.clone());
-    (RequestContext { ids, client_ip }, meta)
+    extensions.insert(meta);
+    RequestContext {
+        ids: Ids {
+            request_id,
+            correlation_id,
+        },
+        client_ip,
+    }
 }

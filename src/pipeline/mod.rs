@@ -119,8 +119,8 @@ impl Pipeline {
         S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
         B: MessageBody + 'static,
     {
-        let (context, meta) = context::enter(&req, &self.proxies);
-        let log = self.access_log.begin(&req, meta, context.client_ip);
+        let context = context::enter(&req, &self.proxies);
+        let log = self.access_log.begin(&req, context.client_ip);
         let counted = rate_limit::count(self.rate_limit.as_deref(), &req, context.client_ip);
         let refusal = match &counted {
             Err(problem) => Some(problem.clone()),
