@@ -1,8 +1,8 @@
 //! The request's way in (docs/reference.md §4, §6, §8, §9): one layer around every route that
 //! applies each concern in a fixed order, each concern built with its own settings in
 //! `startup.rs`. One layer rather than one per concern, because each actix layer costs a boxed
-//! future and an indirect call per request whether its concern applies or not (measured in
-//! BENCHMARKS.md); the concerns themselves live one per file.
+//! future and an indirect call per request whether its concern applies or not; the concerns
+//! themselves live one per file.
 //!
 //! The order, as a request meets it:
 //! 1. context: IDs and client address, decided once ([`context`]);
@@ -17,7 +17,8 @@
 //!
 //! A static cache hit takes the short way through: steps 3 and 4 are a comparison each when
 //! they do not apply, step 6 is skipped below 400, and nothing is allocated for the access log
-//! when its line would not be printed.
+//! when its line would not be printed. It still passes actix's router, which tries every route
+//! before falling to the static files (about 5 % of a hit's instructions).
 
 pub(crate) mod access_log;
 mod body_limit;
