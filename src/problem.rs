@@ -1,4 +1,6 @@
-//! RFC 9457 problem details: the one error type every 4xx/5xx of tandem is rendered from (SPEC §4).
+//! RFC 9457 problem details: the one error type every 4xx/5xx of tandem is rendered from
+//! (docs/reference.md §4). A problem knows nothing of the request it answers: the pipeline's
+//! error layer ([`crate::pipeline`]) renders it once, with the request's ID.
 
 use std::fmt;
 
@@ -11,9 +13,7 @@ use actix_web::{
 };
 use serde_json::{Map, Value};
 
-use crate::request_id::{RequestMeta, X_CORRELATION_ID, X_REQUEST_ID};
-
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
 /// An HTTP error: status, a human sentence, optional extra members and headers.
 #[derive(Debug, Clone)]
@@ -22,29 +22,27 @@ pub struct Problem {
     detail: String,
     members: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
-    request: Option<RequestMeta>,
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
         Self {
             status,
             detail: detail.into(),
             members: Map::new(),
             headers: Vec::new(),
-            request: None,
         }
     }
 
-    pub fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
     }
 
-    pub fn not_found(detail: impl Into<String>) -> Self {
+    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
-    pub fn method_not_allowed(allow: &'static str) -> Self {
+    pub(crate) fn method_not_allowed(allow: &'static str) -> Self {
         Self::new(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("this resource answers {allow} only"),
@@ -52,37 +50,27 @@ impl Problem {
         .with_header(header::ALLOW, HeaderValue::from_static(allow))
     }
 
-    pub fn service_unavailable(detail: impl Into<String>) -> Self {
+    pub(crate) fn service_unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
 
     /// Adds an extension member to the body (e.g. `retry_after`).
-    pub fn with_member(mut self, key: &str, value: impl Into<Value>) -> Self {
+    pub(crate) fn with_member(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.members.insert(key.to_string(), value.into());
         self
     }
 
-    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
         self
     }
 
-    /// Remembers the request's IDs, for a problem that is rendered after the request is gone.
-    pub fn for_request(mut self, meta: Option<RequestMeta>) -> Self {
-        self.request = meta;
-        self
-    }
-
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
 
-    pub fn detail(&self) -> &str {
-        &self.detail
-    }
-
     /// The JSON body, with the request's ID when known.
-    pub fn body(&self, request_id: Option<&str>) -> Value {
+    pub(crate) fn body(&self, request_id: Option<&str>) -> Value {
         let mut body = Map::new();
         body.insert("type".into(), "about:blank".into());
         body.insert(
@@ -100,34 +88,26 @@ impl Problem {
         Value::Object(body)
     }
 
-    /// The full response: status, extra headers, problem+json body, and the request's IDs.
-    pub fn to_response(&self, request: Option<&RequestMeta>) -> HttpResponse {
-        let request = request.or(self.request.as_ref());
-        let mut response = HttpResponse::build(self.status);
+    /// The full response: status, extra headers, and the problem+json body naming the request.
+    pub(crate) fn to_response(&self, request_id: Option<&str>) -> HttpResponse {
+        let mut response = self.head();
         response.content_type(PROBLEM_JSON);
+        response.body(self.body(request_id).to_string())
+    }
+
+    /// Status, `Cache-Control: no-store` and the problem's own headers, without a body.
+    fn head(&self) -> actix_web::HttpResponseBuilder {
+        let mut response = HttpResponse::build(self.status);
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         for (name, value) in &self.headers {
             response.insert_header((name.clone(), value.clone()));
         }
-        if let Some(meta) = request {
-            for (name, id) in [
-                (X_REQUEST_ID, &meta.request_id),
-                (X_CORRELATION_ID, &meta.correlation_id),
-            ] {
-                if let Ok(value) = HeaderValue::from_str(id) {
-                    response.insert_header((name, value));
-                }
-            }
-        }
-        response.body(
-            self.body(request.map(|m| m.request_id.as_str()))
-                .to_string(),
-        )
+        response
     }
 
     /// The generic problem for a status produced by something other than tandem's own code
     /// (actix's router, extractors, middleware).
-    pub fn from_status(status: StatusCode, cause: Option<String>) -> Self {
+    pub(crate) fn from_status(status: StatusCode, cause: Option<String>) -> Self {
         let detail = match status {
             StatusCode::NOT_FOUND => "no route or file matches this path".to_string(),
             StatusCode::PAYLOAD_TOO_LARGE => {
@@ -162,9 +142,10 @@ impl ResponseError for Problem {
         self.status
     }
 
+    /// Only the head: the body is written once, by the pipeline's error layer, which knows the
+    /// request's ID and whether a browser wants the 404 page instead.
     fn error_response(&self) -> HttpResponse {
-        // Without `for_request`, the error-rendering middleware adds the IDs to the response.
-        self.to_response(None)
+        self.head().finish()
     }
 }
 
@@ -187,7 +168,7 @@ mod tests {
 
     #[test]
     fn method_not_allowed_carries_allow() {
-        let response = Problem::method_not_allowed("GET, HEAD").to_response(None);
+        let response = Problem::method_not_allowed("GET, HEAD").to_response(Some("abc"));
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers().get(header::ALLOW).unwrap(), "GET, HEAD");
         assert_eq!(
@@ -202,6 +183,6 @@ mod tests {
             StatusCode::INTERNAL_SERVER_ERROR,
             Some("secret database password".into()),
         );
-        assert!(!problem.detail().contains("secret"));
+        assert!(!problem.body(None)["detail"].to_string().contains("secret"));
     }
 }

@@ -2,10 +2,11 @@
 //! [`ClientIp`](crate::client_ip::ClientIp) (IPv6 by `rate_limit.ipv6_prefix`), the 429 problem
 //! response, and the pruning that keeps its memory bounded.
 //!
-//! Wiring: ONE App-level middleware, [`limit`], decides per request whether it is in scope with
-//! the pure [`scope_of`] (the path as the router sees it): `/api` and `/api/*`, `/json` and
-//! `/socket` are always limited; probes never; everything else is the default service (static
-//! files in app mode, the 404 fallback in nginx mode) and limited only with `rate_limit.static`.
+//! Wiring: the pipeline's rate-limit step decides per request whether it is in scope with the
+//! pure [`scope_of`] (the path as the router sees it, against the route table): limited routes
+//! and everything under `/api` always; probes never; everything else is the default service
+//! (static files in app mode, the 404 fallback in nginx mode), limited only with
+//! `rate_limit.static`. It asks [`RateLimit::decide`] for the verdict.
 //! CORS preflights are never counted. The limiter itself is actix-governor's
 //! (`GovernorConfig::limiter()`, governor's `check_key`), used from our own middleware because
 //! actix-governor's responses truncate `Retry-After` (a 0.4 s wait would say 0) and are not
@@ -32,23 +33,19 @@ use actix_governor::{
     },
 };
 use actix_web::{
-    Error,
-    body::{EitherBody, MessageBody},
-    dev::{ServiceRequest, ServiceResponse},
+    dev::ServiceRequest,
     http::{
         Method, StatusCode,
-        header::{self, HeaderMap, HeaderName, HeaderValue},
+        header::{self, HeaderMap, HeaderName},
     },
-    middleware::Next,
-    web,
 };
 
 use crate::{
-    access_log::PROBES,
     client_ip::{canonical, client_ip_of},
     config::{ConfigError, RateLimitBackend, RateLimitSettings},
     problem::Problem,
-    shared_limit::{Decision, SharedLimiter},
+    routes,
+    shared_limit::{self, SharedLimiter},
 };
 
 pub const X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -75,12 +72,14 @@ pub enum Scope {
 
 /// The scope of a request path, as the router matches it (percent-decoded, unnormalised).
 pub fn scope_of(path: &str) -> Scope {
-    if PROBES.contains(&path) {
-        Scope::Probe
-    } else if path == "/json" || path == "/socket" || path == "/api" || path.starts_with("/api/") {
-        Scope::Dynamic
-    } else {
-        Scope::Static
+    let api = path
+        .strip_prefix(routes::API_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    match routes::at(path) {
+        Some(route) if route.probe => Scope::Probe,
+        Some(route) if route.limited => Scope::Dynamic,
+        _ if api => Scope::Dynamic,
+        _ => Scope::Static,
     }
 }
 
@@ -129,7 +128,11 @@ impl KeyExtractor for ClientKeyExtractor {
     type KeyExtractionError = Problem;
 
     fn extract(&self, req: &ServiceRequest) -> Result<IpAddr, Problem> {
-        Ok(key_of(client_ip_of(req.request()), self.ipv6_prefix))
+        client_ip_of(req.request())
+            .map(|ip| key_of(ip, self.ipv6_prefix))
+            .map_err(|err| {
+                Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR, Some(err.to_string()))
+            })
     }
 }
 
@@ -183,24 +186,6 @@ impl RateLimit {
             rate_limit.shared = Some(SharedLimiter::connect(settings)?);
         }
         Ok(Some(rate_limit))
-    }
-
-    /// One request's decision for `key`: Redis's when shared and answering in time, else this
-    /// process's.
-    pub(crate) async fn check(&self, key: IpAddr) -> Decision {
-        if let Some(shared) = &self.shared
-            && let Some(decision) = shared.check(key).await
-        {
-            return decision;
-        }
-        match self.limiter.check_key(&key) {
-            Ok(snapshot) => Decision::Allowed {
-                remaining: snapshot.remaining_burst_capacity(),
-            },
-            Err(not_until) => Decision::Refused {
-                wait: not_until.wait_time_from(DefaultClock::default().now()),
-            },
-        }
     }
 
     /// Whether a request counts against its client's quota.
@@ -267,50 +252,49 @@ impl Drop for Pruner {
     }
 }
 
-/// Middleware: counts in-scope requests per client; over the limit answers 429.
-pub async fn limit<B: MessageBody>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    let Some(rate_limit) = req.app_data::<web::Data<RateLimit>>().cloned() else {
-        return Ok(next.call(req).await?.map_into_left_body());
-    };
-    // The router's view of the path (`%61pi` is `api`), so encoding cannot dodge the limit.
-    if !rate_limit.applies_to(req.method(), req.headers(), req.match_info().as_str()) {
-        return Ok(next.call(req).await?.map_into_left_body());
-    }
-    let key = match rate_limit.extractor.extract(&req) {
-        Ok(key) => key,
-        Err(problem) => return Ok(req.error_response(problem).map_into_right_body()),
-    };
-    let limit = HeaderValue::from(rate_limit.burst);
-    match rate_limit.check(key).await {
-        Decision::Allowed { remaining } => {
-            let mut res = next.call(req).await?;
-            let headers = res.headers_mut();
-            headers.insert(X_RATELIMIT_LIMIT, limit);
-            headers.insert(X_RATELIMIT_REMAINING, HeaderValue::from(remaining));
-            Ok(res.map_into_left_body())
+/// The limiter's answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decision {
+    Allowed { limit: u32, remaining: u32 },
+    Refused { limit: u32, wait: Duration },
+}
+
+impl RateLimit {
+    /// Counts one request of `client` (the resolved address; keyed here by prefix).
+    /// Redis decides when the limit is shared and it answers in time; else this process does.
+    pub(crate) async fn decide(&self, client: IpAddr) -> Decision {
+        let key = key_of(client, self.extractor.ipv6_prefix);
+        if let Some(shared) = &self.shared
+            && let Some(decision) = shared.check(key).await
+        {
+            return match decision {
+                shared_limit::Decision::Allowed { remaining } => Decision::Allowed {
+                    limit: self.burst,
+                    remaining,
+                },
+                shared_limit::Decision::Refused { wait } => Decision::Refused {
+                    limit: self.burst,
+                    wait,
+                },
+            };
         }
-        Decision::Refused { wait } => {
-            let secs = retry_after_secs(wait);
-            let problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!(
-                    "too many requests from this client; retry in {secs} s (rate_limit.per_second, rate_limit.burst)"
-                ),
-            )
-            .with_member("retry_after", secs)
-            .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
-            .with_header(X_RATELIMIT_LIMIT, limit)
-            .with_header(X_RATELIMIT_REMAINING, HeaderValue::from_static("0"));
-            Ok(req.error_response(problem).map_into_right_body())
+        match self.limiter.check_key(&key) {
+            Ok(snapshot) => Decision::Allowed {
+                limit: self.burst,
+                remaining: snapshot.remaining_burst_capacity(),
+            },
+            Err(not_until) => Decision::Refused {
+                limit: self.burst,
+                wait: not_until.wait_time_from(DefaultClock::default().now()),
+            },
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use actix_web::http::header::HeaderValue;
+
     use super::*;
 
     fn settings(per_second: u32, burst: u32) -> RateLimitSettings {

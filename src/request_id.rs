@@ -1,21 +1,19 @@
-//! Request metadata (SPEC §8): `X-Request-ID`, `X-Correlation-ID` and `Idempotency-Key`, validated,
-//! stored for handlers and logs, and echoed on every response.
+//! Request metadata (docs/reference.md §8): the rules for `X-Request-ID`, `X-Correlation-ID` and
+//! `Idempotency-Key`, and the extractor handlers read them with. The pipeline's context layer
+//! decides them once per request and echoes them on every response.
 
 use std::future::{Ready, ready};
 
 use actix_web::{
     Error, FromRequest, HttpMessage, HttpRequest,
-    body::MessageBody,
-    dev::{Payload, ServiceRequest, ServiceResponse},
-    http::header::{HeaderName, HeaderValue},
-    middleware::Next,
+    dev::Payload,
+    error::ErrorInternalServerError,
+    http::header::{HeaderMap, HeaderName, HeaderValue},
 };
 
-use crate::problem::Problem;
-
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
-pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 const MAX_ID_LEN: usize = 128;
 const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -38,13 +36,13 @@ pub fn is_valid_id(value: &str, max: usize) -> bool {
 }
 
 /// A fresh random request ID (UUID v4, hyphenated).
-pub fn fresh_id() -> String {
+pub(crate) fn fresh_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 impl RequestMeta {
     /// Applies the SPEC §8 rules to the incoming header values (only the first of each counts).
-    pub fn from_headers(
+    pub(crate) fn from_headers(
         request_id: Option<&[u8]>,
         correlation_id: Option<&[u8]>,
         idempotency_key: Option<&[u8]>,
@@ -65,8 +63,9 @@ impl RequestMeta {
         }
     }
 
-    fn of(req: &ServiceRequest) -> Self {
-        let header = |name: &HeaderName| req.headers().get(name).map(HeaderValue::as_bytes);
+    /// The IDs of a request as the pipeline's context layer decided them.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let header = |name: &HeaderName| headers.get(name).map(HeaderValue::as_bytes);
         Self::from_headers(
             header(&X_REQUEST_ID),
             header(&X_CORRELATION_ID),
@@ -75,59 +74,18 @@ impl RequestMeta {
     }
 }
 
-/// Middleware: decides the IDs, stores them in the request and echoes them on the response.
-pub async fn assign(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let meta = RequestMeta::of(&req);
-    // Both IDs passed validation or were generated, so they are always valid header values.
-    let request_id = HeaderValue::from_str(&meta.request_id).ok();
-    let correlation_id = HeaderValue::from_str(&meta.correlation_id).ok();
-    req.extensions_mut().insert(meta);
-    let mut res = match next.call(req).await {
-        Ok(res) => res,
-        // An error that escaped every layer: its response is built after the request is gone,
-        // so it carries the IDs itself.
-        Err(err) => {
-            let text = |v: &Option<HeaderValue>| {
-                v.as_ref()
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::as_bytes)
-                    .map(<[u8]>::to_vec)
-            };
-            let (rid, cid) = (text(&request_id), text(&correlation_id));
-            let meta = RequestMeta::from_headers(rid.as_deref(), cid.as_deref(), None);
-            let problem = err.as_error::<Problem>().cloned().unwrap_or_else(|| {
-                Problem::from_status(err.as_response_error().status_code(), None)
-            });
-            return Err(problem.for_request(Some(meta)).into());
-        }
-    };
-    let headers = res.headers_mut();
-    if let Some(value) = request_id {
-        headers.insert(X_REQUEST_ID, value);
-    }
-    if let Some(value) = correlation_id {
-        headers.insert(X_CORRELATION_ID, value);
-    }
-    Ok(res)
-}
-
-/// The request's metadata, or fresh IDs when the middleware did not run (unit tests).
-pub fn meta_of(req: &HttpRequest) -> RequestMeta {
-    req.extensions()
-        .get::<RequestMeta>()
-        .cloned()
-        .unwrap_or_else(|| RequestMeta::from_headers(None, None, None))
-}
-
 impl FromRequest for RequestMeta {
     type Error = Error;
     type Future = Ready<Result<Self, Error>>;
 
+    /// Fails loudly when the context layer did not run: a wiring mistake, not a client's.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(meta_of(req)))
+        ready(
+            req.extensions()
+                .get::<RequestMeta>()
+                .cloned()
+                .ok_or_else(|| ErrorInternalServerError("the request context layer did not run")),
+        )
     }
 }
 

@@ -1,5 +1,6 @@
-//! Building and running the server: binding first (so tests can ask for port 0), every
-//! `server.*` setting, and the middleware order in one place (SPEC §3, §4, §9).
+//! Building and running the server (docs/reference.md §3, §4, §9): binding first (so tests can
+//! ask for port 0), every `server.*` setting, the routes and the request pipeline around them,
+//! and the start-up work `/startupz` waits for.
 
 use std::{
     fmt, io,
@@ -11,35 +12,23 @@ use std::{
 use actix_web::{
     App, HttpServer,
     dev::{Server, ServerHandle},
-    middleware::from_fn,
     rt::net::TcpStream,
     web,
 };
-use actix_web_lab::middleware::CatchPanic;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
-    access_log, body_limit,
-    client_ip::{self, TrustedProxies},
-    compression,
-    config::{ConfigError, Settings, StaticMode},
-    error_pages::{self, NotFoundPage},
+    client_ip::TrustedProxies,
+    config::{ConfigError, ServerSettings, Settings, StaticMode},
+    lifecycle::{Lifecycle, listener_gate::ListenerGate, signals::StopSequence},
+    pipeline::{AccessLog, BodyLimit, ErrorPages, Pipeline, PipelineLayer},
     problem::Problem,
-    rate_limit::{self, Pruner, RateLimit},
-    request_id,
-    routes::{self, api, health, socket},
-    shutdown::{self, Lifecycle, ListenerGate, StopSequence},
+    rate_limit::{Pruner, RateLimit},
+    routes::{self, api},
+    state::AppState,
     static_files::{self, StaticFiles},
     websocket::SocketRegistry,
 };
-
-/// What every handler can reach.
-#[derive(Debug)]
-pub struct AppState {
-    pub settings: Arc<Settings>,
-    pub started_at: Instant,
-    pub lifecycle: Arc<Lifecycle>,
-}
 
 /// Why the server could not start. Each renders as one sentence that says what would fix it.
 #[derive(Debug)]
@@ -50,7 +39,7 @@ pub enum StartError {
 }
 
 impl StartError {
-    /// Exit status per SPEC §2: 2 for configuration problems, 1 for runtime failures.
+    /// Exit status (docs/reference.md §2): 2 for configuration problems, 1 for runtime failures.
     pub fn exit_code(&self) -> i32 {
         match self {
             StartError::Config(_) => 2,
@@ -95,6 +84,10 @@ impl From<ConfigError> for StartError {
 /// Extra routes registered ahead of the static fallback (tests add a panicking handler).
 pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
+/// Work that must finish before `/startupz` answers 200, run after the sibling scan on the same
+/// blocking thread (tests hold start-up open with it to observe the 503).
+pub type StartupWork = Box<dyn FnOnce() + Send>;
+
 /// A bound, not yet running server.
 pub struct Application {
     server: Server,
@@ -105,133 +98,55 @@ pub struct Application {
     _pruner: Option<Pruner>,
 }
 
+/// What the per-worker app factory needs, built once for all workers.
+#[derive(Clone)]
+struct Shared {
+    state: web::Data<AppState>,
+    proxies: web::Data<TrustedProxies>,
+    sockets: web::Data<SocketRegistry>,
+    static_files: Option<web::Data<StaticFiles>>,
+    pipeline: PipelineLayer,
+    max_body_bytes: usize,
+    extra: ExtraRoutes,
+}
+
 impl Application {
+    /// Binds and starts serving; must run inside actix's runtime.
     pub fn build(settings: Settings) -> Result<Self, StartError> {
-        Self::build_with(settings, Arc::new(|_| {}))
+        Self::build_with(settings, Arc::new(|_| {}), Box::new(|| {}))
     }
 
-    pub fn build_with(settings: Settings, extra: ExtraRoutes) -> Result<Self, StartError> {
+    pub fn build_with(
+        settings: Settings,
+        extra: ExtraRoutes,
+        startup_work: StartupWork,
+    ) -> Result<Self, StartError> {
         let listener = bind(&settings)?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
         // A second handle on the same socket, so the stop sequence can close it on time.
         let gate = listener.try_clone().ok().map(ListenerGate::new);
         let settings = Arc::new(settings);
         let lifecycle = Arc::new(Lifecycle::default());
-        let state = web::Data::new(AppState {
-            settings: settings.clone(),
-            started_at: Instant::now(),
-            lifecycle: lifecycle.clone(),
-        });
-        let proxies = web::Data::new(TrustedProxies::from_settings(&settings)?);
-        let log_format = web::Data::new(settings.log.format);
-        let max_body = web::Data::new(body_limit::MaxBodyBytes(settings.server.max_body_bytes));
-        let not_found_page = web::Data::new(NotFoundPage(
-            Some(settings.static_files.htdocs.join("404.html")).filter(|p| p.is_file()),
-        ));
         // Built once, here, not in the per-worker factory: one limiter for the whole server.
         let rate_limit = RateLimit::build(&settings.rate_limit)?.map(Arc::new);
         let pruner = rate_limit.as_ref().map(RateLimit::spawn_pruner);
-        let rate_limit = rate_limit.map(web::Data::from);
-        // Start-up work `/startupz` waits for (SPEC §4, §9): roots resolved, siblings checked.
-        let static_files = match settings.static_files.mode {
-            StaticMode::App => {
-                let files = StaticFiles::new(&settings.static_files)?;
-                let report = static_files::scan::scan(&settings.static_files);
-                if let Some(summary) = report.summary() {
-                    log::warn!("{summary}");
-                }
-                Some(web::Data::new(files))
-            }
-            StaticMode::Nginx => None,
+        let static_files = static_files_of(&settings)?.map(web::Data::new);
+        let shared = Shared {
+            state: web::Data::new(AppState {
+                settings: settings.clone(),
+                started_at: Instant::now(),
+                lifecycle: lifecycle.clone(),
+            }),
+            proxies: web::Data::new(TrustedProxies::from_settings(&settings)?),
+            // One registry for all workers, so `websocket.max_connections` caps the whole server.
+            sockets: web::Data::from(SocketRegistry::new(settings.websocket.max_connections)),
+            pipeline: pipeline_of(&settings, &lifecycle, rate_limit, static_files.as_ref())?,
+            static_files,
+            max_body_bytes: settings.server.max_body_bytes,
+            extra,
         };
-        // One registry for all workers, so `websocket.max_connections` caps the whole server.
-        let sockets = web::Data::from(SocketRegistry::new(settings.websocket.max_connections));
-        let server_settings = &settings.server;
-        let max_body_bytes = server_settings.max_body_bytes;
-
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(proxies.clone())
-                .app_data(log_format.clone())
-                .app_data(max_body.clone())
-                .app_data(not_found_page.clone())
-                .configure(|cfg| {
-                    if let Some(rate_limit) = &rate_limit {
-                        cfg.app_data(rate_limit.clone());
-                    }
-                })
-                .app_data(sockets.clone())
-                .app_data(api::json_config(max_body_bytes))
-                .app_data(web::PayloadConfig::new(max_body_bytes))
-                .service(routes::get("/health", health::health))
-                .service(routes::get("/healthz", health::healthz))
-                .service(routes::get("/readyz", health::readyz))
-                .service(routes::get("/startupz", health::startupz))
-                .service(
-                    routes::get("/api/status", api::status)
-                        .wrap(from_fn(compression::compress_dynamic)),
-                )
-                .service(
-                    routes::get("/json", api::hello).wrap(from_fn(compression::compress_dynamic)),
-                )
-                .service(
-                    web::resource("/api/echo")
-                        .route(web::post().to(api::echo))
-                        .default_service(web::to(|| async {
-                            Err::<actix_web::HttpResponse, _>(Problem::method_not_allowed("POST"))
-                        }))
-                        .wrap(from_fn(compression::compress_dynamic)),
-                )
-                .service(
-                    web::resource("/socket")
-                        .route(web::get().to(socket::socket))
-                        .default_service(web::to(|| async {
-                            Err::<actix_web::HttpResponse, _>(Problem::method_not_allowed("GET"))
-                        })),
-                )
-                .configure(|cfg| extra(cfg))
-                .default_service(match static_files.clone() {
-                    Some(files) => web::to(move |req| static_files::serve(req, files.clone())),
-                    None => web::to(|| async {
-                        Err::<actix_web::HttpResponse, _>(Problem::not_found(
-                            "no route matches this path (static files are served by nginx)",
-                        ))
-                    }),
-                })
-                // Read bottom-up, requests pass: IDs → client address → access log → draining →
-                // error shape → rate limit → panics → body limit → routes.
-                .wrap(from_fn(body_limit::enforce))
-                .wrap(CatchPanic::default())
-                .wrap(from_fn(rate_limit::limit))
-                .wrap(from_fn(error_pages::render_errors))
-                .wrap(from_fn(shutdown::close_when_draining))
-                .wrap(from_fn(access_log::log_requests))
-                .wrap(from_fn(client_ip::resolve))
-                .wrap(from_fn(request_id::assign))
-        })
-        .workers(worker_count(server_settings.workers))
-        .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
-        .client_request_timeout(Duration::from_millis(
-            server_settings.client_request_timeout_ms,
-        ))
-        .client_disconnect_timeout(Duration::from_millis(
-            server_settings.client_disconnect_timeout_ms,
-        ))
-        .max_connections(server_settings.max_connections)
-        .shutdown_timeout(server_settings.shutdown_timeout_secs)
-        .disable_signals()
-        .on_connect(|conn, _| {
-            // Without it, Nagle's algorithm holds a response's body behind its head (~40 ms).
-            if let Some(tcp) = conn.downcast_ref::<TcpStream>() {
-                let _ = tcp.set_nodelay(true);
-            }
-        })
-        .listen(listener)
-        .map_err(StartError::Io)?
-        .run();
-
-        lifecycle.mark_started();
+        let server = serve(&settings.server, listener, shared)?;
+        start_up(&settings, lifecycle.clone(), startup_work);
         Ok(Self {
             server,
             local_addr,
@@ -258,7 +173,7 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until a stop signal has run the SPEC §9 sequence to its end.
+    /// Serves until a stop signal has run the stop sequence (docs/reference.md §9) to its end.
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let settings = &self.settings;
         log::info!(
@@ -282,6 +197,134 @@ impl Application {
         log::info!("stopped");
         result
     }
+}
+
+/// The static file service in app mode: its roots are resolved now, so a missing one is a
+/// configuration error before anything listens.
+fn static_files_of(settings: &Settings) -> Result<Option<StaticFiles>, StartError> {
+    match settings.static_files.mode {
+        StaticMode::App => Ok(Some(StaticFiles::new(&settings.static_files)?)),
+        StaticMode::Nginx => Ok(None),
+    }
+}
+
+/// Every concern of the request pipeline, each given its settings here.
+fn pipeline_of(
+    settings: &Settings,
+    lifecycle: &Arc<Lifecycle>,
+    rate_limit: Option<Arc<RateLimit>>,
+    static_files: Option<&web::Data<StaticFiles>>,
+) -> Result<PipelineLayer, StartError> {
+    // The 404 page comes from the static cache. nginx mode serves no files, but tandem still
+    // answers browsers' 404s with the page when the roots are there to read it from.
+    let pages = match static_files {
+        Some(files) => Some(files.clone().into_inner()),
+        None => StaticFiles::new(&settings.static_files).ok().map(Arc::new),
+    };
+    Ok(PipelineLayer::new(Pipeline {
+        proxies: TrustedProxies::from_settings(settings)?,
+        access_log: AccessLog {
+            format: settings.log.format,
+        },
+        rate_limit,
+        body_limit: BodyLimit {
+            max_bytes: settings.server.max_body_bytes,
+        },
+        error_pages: ErrorPages {
+            static_files: pages,
+        },
+        lifecycle: lifecycle.clone(),
+    }))
+}
+
+/// The app every worker runs: the routes, the static fallback, and the pipeline around them.
+fn app(
+    shared: Shared,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let Shared {
+        state,
+        proxies,
+        sockets,
+        static_files,
+        pipeline,
+        max_body_bytes,
+        extra,
+    } = shared;
+    App::new()
+        .app_data(state)
+        // Read by the `ClientInfo` extractor only; the pipeline holds its own copy.
+        .app_data(proxies)
+        .app_data(sockets)
+        .app_data(api::json_config(max_body_bytes))
+        .app_data(web::PayloadConfig::new(max_body_bytes))
+        .configure(routes::register)
+        .configure(|cfg| extra(cfg))
+        .default_service(match static_files {
+            Some(files) => web::to(move |req| static_files::serve(req, files.clone())),
+            None => web::to(|| async {
+                Err::<actix_web::HttpResponse, _>(Problem::not_found(
+                    "no route matches this path (static files are served by nginx)",
+                ))
+            }),
+        })
+        // Every concern of the request's way in, in the order `pipeline` documents: context →
+        // access log → rate limit → body limit → route (panics caught) → error shape → draining.
+        .wrap(pipeline)
+}
+
+/// Starts the HTTP server on `listener` with every `server.*` setting.
+fn serve(
+    server_settings: &ServerSettings,
+    listener: TcpListener,
+    shared: Shared,
+) -> Result<Server, StartError> {
+    let server = HttpServer::new(move || app(shared.clone()))
+        .workers(worker_count(server_settings.workers))
+        .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
+        .client_request_timeout(Duration::from_millis(
+            server_settings.client_request_timeout_ms,
+        ))
+        .client_disconnect_timeout(Duration::from_millis(
+            server_settings.client_disconnect_timeout_ms,
+        ))
+        .max_connections(server_settings.max_connections)
+        .shutdown_timeout(server_settings.shutdown_timeout_secs)
+        .disable_signals()
+        .on_connect(|conn, _| {
+            // Without it, Nagle's algorithm holds a response's body behind its head (~40 ms).
+            if let Some(tcp) = conn.downcast_ref::<TcpStream>() {
+                let _ = tcp.set_nodelay(true);
+            }
+        })
+        .listen(listener)
+        .map_err(StartError::Io)?
+        .run();
+    Ok(server)
+}
+
+/// The start-up work `/startupz` waits for (docs/reference.md §4, §9): in app mode the sibling
+/// scan, which reads every file of both roots. It runs after binding, off the workers, so the
+/// probes answer (503) while it runs.
+fn start_up(settings: &Arc<Settings>, lifecycle: Arc<Lifecycle>, work: StartupWork) {
+    let settings = settings.clone();
+    actix_web::rt::task::spawn_blocking(move || {
+        if settings.static_files.mode == StaticMode::App {
+            let report = static_files::scan::scan(&settings.static_files);
+            if let Some(summary) = report.summary() {
+                log::warn!("{summary}");
+            }
+        }
+        work();
+        lifecycle.mark_started();
+    });
 }
 
 fn worker_count(configured: usize) -> usize {

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use crate::{access_log, config::LogFormat};
+use crate::{config::LogFormat, pipeline::access_log};
 
 /// The filter when `RUST_LOG` is unset or blank (env_logger alone would read a blank one as
 /// "errors only").

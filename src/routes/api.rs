@@ -1,13 +1,13 @@
-//! The JSON API (SPEC §4): `/api/status`, `/json`, and `POST /api/echo` (a JSON body echoed back,
-//! the route that exercises body limits, media types and `Idempotency-Key`).
+//! The JSON API (docs/reference.md §4): `/api/status`, `/json`, and `POST /api/echo` (a JSON body
+//! echoed back, the route that exercises body limits, media types and `Idempotency-Key`).
 
 use actix_web::{HttpResponse, error::JsonPayloadError, http::StatusCode, web};
 use serde_json::{Value, json};
 
-use crate::{client_ip::ClientIp, problem::Problem, request_id::RequestMeta, startup::AppState};
+use crate::{client_ip::ClientIp, problem::Problem, request_id::RequestMeta, state::AppState};
 
 /// JSON bodies: at most `limit` bytes, `application/json` only, errors as problem details.
-pub fn json_config(limit: usize) -> web::JsonConfig {
+pub(crate) fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
         .error_handler(move |err, _req| {
@@ -32,7 +32,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
         })
 }
 
-pub async fn status(
+pub(crate) async fn status(
     state: web::Data<AppState>,
     client: ClientIp,
     meta: RequestMeta,
@@ -50,11 +50,11 @@ pub async fn status(
     }))
 }
 
-pub async fn hello() -> HttpResponse {
+pub(crate) async fn hello() -> HttpResponse {
     json_response(json!({ "message": "Hello, World!" }))
 }
 
-pub async fn echo(body: web::Json<Value>, meta: RequestMeta) -> HttpResponse {
+pub(crate) async fn echo(body: web::Json<Value>, meta: RequestMeta) -> HttpResponse {
     json_response(json!({
         "echo": body.into_inner(),
         "request_id": meta.request_id,
@@ -63,7 +63,7 @@ pub async fn echo(body: web::Json<Value>, meta: RequestMeta) -> HttpResponse {
 }
 
 /// Every JSON answer is private to this moment: `Cache-Control: no-store`.
-pub fn json_response(body: Value) -> HttpResponse {
+pub(crate) fn json_response(body: Value) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header(("cache-control", "no-store"))
         .json(body)

@@ -1,24 +1,24 @@
-//! Probes (SPEC §4): `/health`, `/healthz` (liveness), `/readyz` (readiness), `/startupz`.
-//! Never rate limited; logged at debug level only.
+//! Probes (docs/reference.md §4): `/health`, `/healthz` (liveness), `/readyz` (readiness),
+//! `/startupz`. The route table marks them: never rate limited, logged at debug level only.
 
 use actix_web::{HttpResponse, http::StatusCode, web};
 use serde_json::json;
 
 use super::KeepBody;
-use crate::startup::AppState;
+use crate::state::AppState;
 
-pub async fn health() -> HttpResponse {
+pub(crate) async fn health() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; charset=utf-8")
         .insert_header(("cache-control", "no-store"))
         .body("ok\n")
 }
 
-pub async fn healthz() -> HttpResponse {
+pub(crate) async fn healthz() -> HttpResponse {
     probe(StatusCode::OK, "ok")
 }
 
-pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     if state.lifecycle.is_draining() {
         probe(StatusCode::SERVICE_UNAVAILABLE, "draining")
     } else {
@@ -26,7 +26,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-pub async fn startupz(state: web::Data<AppState>) -> HttpResponse {
+pub(crate) async fn startupz(state: web::Data<AppState>) -> HttpResponse {
     if state.lifecycle.is_started() {
         probe(StatusCode::OK, "started")
     } else {

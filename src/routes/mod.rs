@@ -1,45 +1,149 @@
-//! HTTP routes (SPEC §4), one file per resource family.
+//! The routes (docs/reference.md §4) in one table, [`ROUTES`]. Registration, the 405 answers
+//! with `Allow`, the access log's probe list, the rate limiter's scope and `tandem check`'s
+//! shadowed-file warnings are all read from it, so a route added here is added everywhere.
 
-pub mod api;
-pub mod health;
-pub mod socket;
+pub(crate) mod api;
+pub(crate) mod health;
 
-use actix_web::{HttpResponse, guard, web};
+use actix_web::{HttpResponse, guard, middleware::from_fn, web};
 
-use crate::problem::Problem;
+use crate::{compression, problem::Problem, websocket};
 
-/// Every path a route answers (SPEC §4). Routes win over files with the same path, so
-/// `tandem check` warns about files here. Keep in step with `startup.rs`.
-pub const ROUTE_PATHS: &[&str] = &[
-    "/health",
-    "/healthz",
-    "/readyz",
-    "/startupz",
-    "/json",
-    "/socket",
-    "/api/status",
-    "/api/echo",
+/// The methods a route answers; anything else gets 405 with this `Allow`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Methods {
+    /// GET, and HEAD answered like it without a body.
+    GetHead,
+    /// GET only: a WebSocket handshake has no HEAD.
+    Get,
+    Post,
+}
+
+impl Methods {
+    pub(crate) fn allow(self) -> &'static str {
+        match self {
+            Methods::GetHead => "GET, HEAD",
+            Methods::Get => "GET",
+            Methods::Post => "POST",
+        }
+    }
+
+    fn route(self) -> actix_web::Route {
+        match self {
+            Methods::GetHead => web::route().guard(guard::Any(guard::Get()).or(guard::Head())),
+            Methods::Get => web::get(),
+            Methods::Post => web::post(),
+        }
+    }
+}
+
+/// One route: where, how, and what the other concerns make of it.
+#[derive(Clone, Copy)]
+pub(crate) struct Route {
+    pub(crate) path: &'static str,
+    pub(crate) methods: Methods,
+    /// Registers the handler on the route `methods` built.
+    handler: fn(actix_web::Route) -> actix_web::Route,
+    /// A probe: never rate limited, logged at debug level only.
+    pub(crate) probe: bool,
+    /// Counts against the client's rate limit.
+    pub(crate) limited: bool,
+    /// Large dynamic answers are compressed on the fly.
+    pub(crate) compressed: bool,
+}
+
+const fn route(
+    path: &'static str,
+    methods: Methods,
+    handler: fn(actix_web::Route) -> actix_web::Route,
+) -> Route {
+    Route {
+        path,
+        methods,
+        handler,
+        probe: false,
+        limited: true,
+        compressed: true,
+    }
+}
+
+const fn probe(path: &'static str, handler: fn(actix_web::Route) -> actix_web::Route) -> Route {
+    Route {
+        path,
+        methods: Methods::GetHead,
+        handler,
+        probe: true,
+        limited: false,
+        compressed: false,
+    }
+}
+
+/// Every route. Paths not listed fall to the static files (or a 404 in nginx mode).
+pub(crate) const ROUTES: &[Route] = &[
+    probe("/health", |r| r.to(health::health)),
+    probe("/healthz", |r| r.to(health::healthz)),
+    probe("/readyz", |r| r.to(health::readyz)),
+    probe("/startupz", |r| r.to(health::startupz)),
+    route("/api/status", Methods::GetHead, |r| r.to(api::status)),
+    route("/json", Methods::GetHead, |r| r.to(api::hello)),
+    route("/api/echo", Methods::Post, |r| r.to(api::echo)),
+    // An upgrade's answer is a 101 with no body: nothing to compress.
+    Route {
+        compressed: false,
+        ..route("/socket", Methods::Get, |r| r.to(websocket::socket))
+    },
 ];
 
-/// Marks a non-2xx response whose body is part of the contract (probe answers), so the error
-/// renderer leaves it as it is.
-#[derive(Debug, Clone, Copy)]
-pub struct KeepBody;
+/// Where the API lives: every path under it counts against the rate limit, routed or not, so
+/// probing for API paths costs quota too.
+pub(crate) const API_PREFIX: &str = "/api";
 
-/// A resource answering GET and HEAD with `handler`, and 405 with `Allow` to anything else.
-pub fn get<F, Args>(path: &str, handler: F) -> actix_web::Resource
-where
-    F: actix_web::Handler<Args>,
-    Args: actix_web::FromRequest + 'static,
-    F::Output: actix_web::Responder + 'static,
-{
-    web::resource(path)
-        .route(
-            web::route()
-                .guard(guard::Any(guard::Get()).or(guard::Head()))
-                .to(handler),
-        )
-        .default_service(web::to(|| async {
-            Err::<HttpResponse, _>(Problem::method_not_allowed("GET, HEAD"))
-        }))
+/// The route at exactly `path`, if any.
+pub(crate) fn at(path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|route| route.path == path)
+}
+
+/// Whether requests for `path` are probes (the access log lowers them to debug).
+pub(crate) fn is_probe(path: &str) -> bool {
+    at(path).is_some_and(|route| route.probe)
+}
+
+/// Registers every route of [`ROUTES`].
+pub(crate) fn register(cfg: &mut web::ServiceConfig) {
+    for route in ROUTES {
+        let allow = route.methods.allow();
+        let resource = web::resource(route.path)
+            .route((route.handler)(route.methods.route()))
+            .default_service(web::to(move || async move {
+                Err::<HttpResponse, _>(Problem::method_not_allowed(allow))
+            }));
+        if route.compressed {
+            cfg.service(resource.wrap(from_fn(compression::compress_dynamic)));
+        } else {
+            cfg.service(resource);
+        }
+    }
+}
+
+/// Marks a non-2xx response whose body is part of the contract (probe answers), so the error
+/// layer leaves it as it is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeepBody;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_routed_once_and_probes_are_never_limited() {
+        for (i, route) in ROUTES.iter().enumerate() {
+            assert!(
+                ROUTES[i + 1..].iter().all(|other| other.path != route.path),
+                "{} is declared twice",
+                route.path
+            );
+            assert!(!(route.probe && route.limited), "{}", route.path);
+        }
+        assert!(is_probe("/healthz") && !is_probe("/json") && !is_probe("/nothing"));
+    }
 }

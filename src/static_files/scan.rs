@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::{entry::MAX_CACHED_FILE_BYTES, freshness::sibling_matches, walk::walk};
-use crate::{config::StaticSettings, encoding::sibling_path, routes::ROUTE_PATHS};
+use crate::{config::StaticSettings, encoding::sibling_path, routes::ROUTES};
 
 /// What the scan found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -64,7 +64,7 @@ pub fn scan(settings: &StaticSettings) -> SiblingReport {
 /// Files under `htdocs` whose URL a route answers instead, with that route.
 pub fn shadowed_by_routes(settings: &StaticSettings) -> Vec<(PathBuf, String)> {
     let mut shadowed = Vec::new();
-    for route in ROUTE_PATHS {
+    for route in ROUTES.iter().map(|route| route.path) {
         let path = settings.htdocs.join(route.trim_start_matches('/'));
         if path.exists() {
             shadowed.push((path, (*route).to_string()));

@@ -496,16 +496,24 @@ fn seconds(value: &str) -> u64 {
 
 #[test]
 fn compose_runs_tandem_read_only_without_capabilities_or_privilege_gains() {
-    let tandem = compose_block("services", "tandem");
-    assert_eq!(compose_value(&tandem, "read_only").as_deref(), Some("true"));
-    assert_eq!(compose_list(&tandem, "cap_drop"), ["ALL"]);
-    assert!(
-        compose_list(&tandem, "security_opt").contains(&"no-new-privileges:true".to_string()),
-        "{tandem:?}"
-    );
-    let grace = seconds(&compose_value(&tandem, "stop_grace_period").expect("a stop_grace_period"));
-    let server = tandem::Settings::default().server;
-    assert!(grace > server.shutdown_timeout_secs + server.shutdown_drain_secs);
+    // The single instance and the replicas profile's template (tandem-2 merges tandem-1).
+    for service in ["tandem", "tandem-1"] {
+        let tandem = compose_block("services", service);
+        assert_eq!(
+            compose_value(&tandem, "read_only").as_deref(),
+            Some("true"),
+            "{service}"
+        );
+        assert_eq!(compose_list(&tandem, "cap_drop"), ["ALL"], "{service}");
+        assert!(
+            compose_list(&tandem, "security_opt").contains(&"no-new-privileges:true".to_string()),
+            "{service}: {tandem:?}"
+        );
+        let grace =
+            seconds(&compose_value(&tandem, "stop_grace_period").expect("a stop_grace_period"));
+        let server = tandem::Settings::default().server;
+        assert!(grace > server.shutdown_timeout_secs + server.shutdown_drain_secs);
+    }
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::{
 };
 
 use tandem::{
-    Application, Settings, config::StaticMode, shutdown::Lifecycle, startup::ExtraRoutes,
+    Application, Settings, config::StaticMode, lifecycle::Lifecycle, startup::ExtraRoutes,
 };
 
 /// A server running inside the test process.
@@ -144,7 +144,8 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
 }
 
 pub async fn spawn_app_with(settings: Settings, extra: ExtraRoutes) -> TestApp {
-    let app = Application::build_with(settings, extra).expect("the test server builds");
+    let app =
+        Application::build_with(settings, extra, Box::new(|| {})).expect("the test server builds");
     let addr = app.local_addr();
     let lifecycle = app.lifecycle();
     let handle = app.handle();
@@ -153,12 +154,19 @@ pub async fn spawn_app_with(settings: Settings, extra: ExtraRoutes) -> TestApp {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("reqwest client");
-    TestApp {
+    let app = TestApp {
         addr,
         lifecycle,
         client,
         handle,
+    };
+    // Start-up work (the sibling scan) runs after binding; tests begin once it is done.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.get("/startupz").await.status() != 200 {
+        assert!(Instant::now() < deadline, "the test server never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    app
 }
 
 /// A port that was free a moment ago (for the binary, which refuses port 0).

@@ -115,7 +115,6 @@ async fn nginx_mode_serves_no_files() {
 /// Polls `/startupz` from the moment the binary starts: it must answer 503 while the start-up
 /// scan of a large tree runs, then 200, and never 503 again.
 #[test]
-#[ignore = "needs /startupz served while the start-up scan runs: today Application::build_with scans before the server answers anything"]
 fn startupz_answers_503_until_the_static_roots_are_scanned() {
     let roots = StaticRoots::new();
     // Enough compressible files without siblings that the scan takes a while.

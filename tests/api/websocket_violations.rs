@@ -135,7 +135,6 @@ async fn protocol_violations_close_with_1002() {
 }
 
 #[tokio::test]
-#[ignore = "needs close 1007 for a close reason that is not UTF-8 (today 1002)"]
 async fn invalid_utf8_in_a_close_reason_closes_with_1007() {
     let (_app, mut socket) = socket_with_limit(1000).await;
     // Code 1000, then a reason that is not UTF-8.

@@ -1,5 +1,6 @@
-//! Access log (SPEC §8): one line per request, written when the response body has been sent (so
-//! bytes and duration are true), as text or one JSON object; probes only at debug level.
+//! Access log (docs/reference.md §8): one line per request, written when the response body has
+//! been sent (so bytes and duration are true), as text or one JSON object; probes (from the route
+//! table) only at debug level.
 
 use std::{
     net::IpAddr,
@@ -9,42 +10,34 @@ use std::{
 };
 
 use actix_web::{
-    Error, HttpMessage,
+    HttpMessage,
     body::{BodySize, BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::header,
-    middleware::Next,
     web::Bytes,
 };
 
-use crate::{
-    client_ip::client_ip_of,
-    config::LogFormat,
-    request_id::{RequestMeta, meta_of},
-};
+use crate::{config::LogFormat, request_id::RequestMeta, routes};
 
 pub const TARGET: &str = "tandem::access";
 
-/// Paths whose requests are logged at debug level only.
-pub const PROBES: [&str; 4] = ["/health", "/healthz", "/readyz", "/startupz"];
-
 /// What one access line says.
 #[derive(Debug, Clone)]
-pub struct AccessRecord {
-    pub client_ip: IpAddr,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub bytes: u64,
-    pub duration_ms: f64,
-    pub request_id: String,
-    pub correlation_id: String,
-    pub idempotency_key: Option<String>,
-    pub user_agent: Option<String>,
+pub(crate) struct AccessRecord {
+    pub(crate) client_ip: IpAddr,
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) status: u16,
+    pub(crate) bytes: u64,
+    pub(crate) duration_ms: f64,
+    pub(crate) request_id: String,
+    pub(crate) correlation_id: String,
+    pub(crate) idempotency_key: Option<String>,
+    pub(crate) user_agent: Option<String>,
 }
 
 impl AccessRecord {
-    pub fn render(&self, format: LogFormat) -> String {
+    pub(crate) fn render(&self, format: LogFormat) -> String {
         match format {
             LogFormat::Json => serde_json::json!({
                 "ts": jiff::Timestamp::now().to_string(),
@@ -84,7 +77,7 @@ impl AccessRecord {
 
 /// Makes a value safe inside a quoted, single-line text field: quotes, backslashes and every
 /// control or non-ASCII byte are escaped, so no header can break or forge a line.
-pub fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {
@@ -106,85 +99,78 @@ fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// Middleware: measures the request and logs it once its body is finished (or abandoned).
-pub async fn log_requests(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
-    let probe = PROBES.contains(&req.path());
-    let level = if probe {
-        log::Level::Debug
-    } else {
-        log::Level::Info
-    };
-    if !log::log_enabled!(target: TARGET, level) {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    }
-    let format = req
-        .app_data::<actix_web::web::Data<LogFormat>>()
-        .map(|f| *f.get_ref())
-        .unwrap_or(LogFormat::Text);
-    let started = Instant::now();
-    let method = req.method().to_string();
-    let path = lossy(
-        req.uri()
-            .path_and_query()
-            .map_or(b"/", |p| p.as_str().as_bytes()),
-    );
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .map(|v| lossy(v.as_bytes()));
-    let meta = req.extensions().get::<RequestMeta>().cloned();
-    let client_ip = client_ip_of(req.request());
-    let res = match next.call(req).await {
-        Ok(res) => res,
-        Err(err) => {
-            // The response is built from the error after this point; its size is not known here.
-            let meta = meta.unwrap_or_else(|| RequestMeta::from_headers(None, None, None));
-            let record = AccessRecord {
-                client_ip,
-                method,
-                path,
-                status: err.as_response_error().status_code().as_u16(),
-                bytes: 0,
-                duration_ms: started.elapsed().as_secs_f64() * 1000.0,
-                request_id: meta.request_id,
-                correlation_id: meta.correlation_id,
-                idempotency_key: meta.idempotency_key,
-                user_agent,
-            };
-            log::log!(target: TARGET, level, "{}", record.render(format));
-            return Err(err);
-        }
-    };
-    let meta = meta_of(res.request());
-    let record = AccessRecord {
-        client_ip: client_ip_of(res.request()),
-        method,
-        path,
-        status: res.status().as_u16(),
-        bytes: 0,
-        duration_ms: 0.0,
-        request_id: meta.request_id,
-        correlation_id: meta.correlation_id,
-        idempotency_key: meta.idempotency_key,
-        user_agent,
-    };
-    Ok(res.map_body(move |_, body| {
-        BoxBody::new(LoggedBody {
-            body: body.boxed(),
-            pending: Some(Pending {
-                record,
-                started,
-                level,
-                format,
-            }),
-        })
-    }))
+/// The access log's settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AccessLog {
+    pub(crate) format: LogFormat,
 }
 
-struct Pending {
+impl AccessLog {
+    /// Starts the record of a request, or `None` when its line would not be printed anyway.
+    pub(crate) fn begin(&self, req: &ServiceRequest, client_ip: IpAddr) -> Option<Pending> {
+        let level = if routes::is_probe(req.path()) {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        if !log::log_enabled!(target: TARGET, level) {
+            return None;
+        }
+        // Stored by the context layer, which ran first.
+        let meta = req.extensions().get::<RequestMeta>().cloned()?;
+        let path = req
+            .uri()
+            .path_and_query()
+            .map_or(b"/".as_slice(), |p| p.as_str().as_bytes());
+        let record = AccessRecord {
+            client_ip,
+            method: req.method().to_string(),
+            path: lossy(path),
+            status: 0,
+            bytes: 0,
+            duration_ms: 0.0,
+            request_id: meta.request_id,
+            correlation_id: meta.correlation_id,
+            idempotency_key: meta.idempotency_key,
+            user_agent: req
+                .headers()
+                .get(header::USER_AGENT)
+                .map(|v| lossy(v.as_bytes())),
+        };
+        Some(Pending {
+            record,
+            started: Instant::now(),
+            level,
+            format: self.format,
+        })
+    }
+}
+
+impl Pending {
+    /// Logs the request once the response's body has been sent (or abandoned).
+    pub(crate) fn attach(mut self, res: ServiceResponse<BoxBody>) -> ServiceResponse<BoxBody> {
+        self.record.status = res.status().as_u16();
+        res.map_body(move |_, body| {
+            BoxBody::new(LoggedBody {
+                body,
+                pending: Some(self),
+            })
+        })
+    }
+
+    /// Logs a request answered by an error after it was gone; its body's size is not known here.
+    pub(crate) fn finish_without_body(mut self, status: u16) {
+        self.record.status = status;
+        self.finish();
+    }
+
+    fn finish(mut self) {
+        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        log::log!(target: TARGET, self.level, "{}", self.record.render(self.format));
+    }
+}
+
+pub(crate) struct Pending {
     record: AccessRecord,
     started: Instant,
     level: log::Level,
@@ -199,9 +185,8 @@ struct LoggedBody {
 
 impl LoggedBody {
     fn finish(&mut self) {
-        if let Some(mut p) = self.pending.take() {
-            p.record.duration_ms = p.started.elapsed().as_secs_f64() * 1000.0;
-            log::log!(target: TARGET, p.level, "{}", p.record.render(p.format));
+        if let Some(pending) = self.pending.take() {
+            pending.finish();
         }
     }
 }

@@ -1,15 +1,11 @@
-//! The WebSocket protocol rules of `/socket` (SPEC §7) that actix-ws leaves to us: the cap on open
-//! sockets, reassembly of fragmented messages within `websocket.max_message_bytes` (with UTF-8
-//! checked as the fragments arrive), refusing oversized frames from their header alone, and which
-//! close code each violation earns. The connection loop itself is in `routes/socket.rs`.
+//! The WebSocket frame rules of `/socket` that actix-ws leaves to us (docs/reference.md §7):
+//! reassembly of fragmented messages within `websocket.max_message_bytes` (with UTF-8 checked as
+//! the fragments arrive), refusing oversized frames from their header alone, close reasons that
+//! are not UTF-8, and which close code each violation earns.
 
 use std::{
     io,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
     task::{Context, Poll},
 };
 
@@ -21,58 +17,9 @@ use actix_web::web::{Bytes, BytesMut};
 use bytestring::ByteString;
 use futures_util::Stream;
 
-/// Counts open sockets across all workers so `websocket.max_connections` is one global cap.
-#[derive(Debug)]
-pub struct SocketRegistry {
-    open: AtomicUsize,
-    max: usize,
-}
-
-impl SocketRegistry {
-    pub fn new(max: usize) -> Arc<Self> {
-        Arc::new(Self {
-            open: AtomicUsize::new(0),
-            max,
-        })
-    }
-
-    /// Claims a place for one more socket, or `None` when the cap is reached. The place is given
-    /// back when the returned guard drops, however the socket ends.
-    pub fn try_open(self: &Arc<Self>) -> Option<OpenSocket> {
-        self.open
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
-                (open < self.max).then_some(open + 1)
-            })
-            .ok()
-            .map(|_| OpenSocket {
-                registry: self.clone(),
-            })
-    }
-
-    pub fn open(&self) -> usize {
-        self.open.load(Ordering::Acquire)
-    }
-
-    pub fn max(&self) -> usize {
-        self.max
-    }
-}
-
-/// One claimed place in the [`SocketRegistry`].
-#[derive(Debug)]
-pub struct OpenSocket {
-    registry: Arc<SocketRegistry>,
-}
-
-impl Drop for OpenSocket {
-    fn drop(&mut self) {
-        self.registry.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Why a connection is being failed (RFC 6455 §7.1.7), and the close code it gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Violation {
+pub(crate) enum Violation {
     /// 1002: the frames break RFC 6455 (bad opcode, reserved bits, unmasked, bad fragmentation).
     Protocol(String),
     /// 1007: a text message (or close reason) is not UTF-8.
@@ -82,7 +29,7 @@ pub enum Violation {
 }
 
 impl Violation {
-    pub fn close_reason(&self) -> CloseReason {
+    pub(crate) fn close_reason(&self) -> CloseReason {
         let (code, description) = match self {
             Violation::Protocol(why) => (CloseCode::Protocol, why.clone()),
             Violation::InvalidUtf8 => (CloseCode::Invalid, "text is not valid UTF-8".to_string()),
@@ -100,7 +47,7 @@ impl Violation {
 
 /// What a decoding error from actix-ws means for the connection.
 #[derive(Debug, PartialEq, Eq)]
-pub enum StreamFailure {
+pub(crate) enum StreamFailure {
     /// The client broke the protocol: tell it why with a close frame.
     Violation(Violation),
     /// The transport failed (reset, EOF mid-frame): nobody is left to tell.
@@ -109,7 +56,7 @@ pub enum StreamFailure {
 
 /// Maps actix-ws errors to close codes. actix-http reports invalid UTF-8 and reserved bits as
 /// `Io(InvalidData)`, so the wrapped error tells them apart.
-pub fn classify(err: &ProtocolError, max_message_bytes: usize) -> StreamFailure {
+pub(crate) fn classify(err: &ProtocolError, max_message_bytes: usize) -> StreamFailure {
     let too_big = StreamFailure::Violation(Violation::TooBig {
         max: max_message_bytes,
     });
@@ -117,7 +64,9 @@ pub fn classify(err: &ProtocolError, max_message_bytes: usize) -> StreamFailure 
         ProtocolError::Overflow => too_big,
         ProtocolError::Io(io_err) => {
             let inner = io_err.get_ref();
-            if inner.is_some_and(|e| e.downcast_ref::<std::str::Utf8Error>().is_some()) {
+            if inner.is_some_and(|e| {
+                e.downcast_ref::<std::str::Utf8Error>().is_some() || is_invalid_close_reason(e)
+            }) {
                 StreamFailure::Violation(Violation::InvalidUtf8)
             } else if inner.is_some_and(|e| {
                 matches!(
@@ -136,9 +85,31 @@ pub fn classify(err: &ProtocolError, max_message_bytes: usize) -> StreamFailure 
     }
 }
 
+/// The scanner's finding that a close frame's reason is not UTF-8.
+#[derive(Debug)]
+pub(crate) struct InvalidCloseReason;
+
+impl std::fmt::Display for InvalidCloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the close frame's reason is not UTF-8")
+    }
+}
+
+impl std::error::Error for InvalidCloseReason {}
+
+/// actix-ws wraps the payload stream's errors: `PayloadError::Io` around our finding.
+fn is_invalid_close_reason(err: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    match err.downcast_ref::<PayloadError>() {
+        Some(PayloadError::Io(io_err)) => io_err
+            .get_ref()
+            .is_some_and(|e| e.downcast_ref::<InvalidCloseReason>().is_some()),
+        _ => false,
+    }
+}
+
 /// A complete data message.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Assembled {
+pub(crate) enum Assembled {
     Text(ByteString),
     Binary(Bytes),
 }
@@ -153,7 +124,7 @@ enum Kind {
 /// the size as soon as the fragments exceed the limit, UTF-8 as soon as a fragment holds a byte
 /// sequence no continuation could repair (Autobahn's "fail fast" cases 6.4.x).
 #[derive(Debug)]
-pub struct MessageAssembler {
+pub(crate) struct MessageAssembler {
     max: usize,
     kind: Option<Kind>,
     buf: BytesMut,
@@ -162,7 +133,7 @@ pub struct MessageAssembler {
 }
 
 impl MessageAssembler {
-    pub fn new(max_message_bytes: usize) -> Self {
+    pub(crate) fn new(max_message_bytes: usize) -> Self {
         Self {
             max: max_message_bytes,
             kind: None,
@@ -172,7 +143,7 @@ impl MessageAssembler {
     }
 
     /// Takes one fragment; returns the whole message after its last fragment.
-    pub fn push(&mut self, item: Item) -> Result<Option<Assembled>, Violation> {
+    pub(crate) fn push(&mut self, item: Item) -> Result<Option<Assembled>, Violation> {
         let (bytes, last) = match item {
             Item::FirstText(bytes) => (self.start(Kind::Text, bytes)?, false),
             Item::FirstBinary(bytes) => (self.start(Kind::Binary, bytes)?, false),
@@ -242,50 +213,111 @@ impl MessageAssembler {
 
 /// Reads frame headers as the bytes stream past and remembers where the next header starts, so
 /// a frame declaring more payload than allowed is refused before any of it is buffered. (The
-/// codec of actix-http waits for a whole frame, however large, before it checks the size.)
+/// codec of actix-http waits for a whole frame, however large, before it checks the size.) It
+/// also reads close frames' reasons: actix-http reports a reason that is not UTF-8 as a bad
+/// opcode, which would earn 1002 where RFC 6455 §8.1 asks for 1007.
 #[derive(Debug)]
-pub struct FrameScanner {
+pub(crate) struct FrameScanner {
     max_payload: u64,
     header: [u8; 14],
     have: usize,
     /// Payload bytes of the current frame still to pass; `None` while reading a header.
     skipping: Option<u64>,
+    /// The unmasked payload of the close frame being read, with its mask.
+    close: Option<(Vec<u8>, Option<[u8; 4]>)>,
 }
 
+/// Why the scanner stopped a stream, and how many bytes of the chunk may still pass first.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) error: PayloadError,
+    pub(crate) pass: usize,
+}
+
+const OPCODE_CLOSE: u8 = 0x8;
+
 impl FrameScanner {
-    pub fn new(max_payload: usize) -> Self {
+    pub(crate) fn new(max_payload: usize) -> Self {
         Self {
             max_payload: max_payload as u64,
             header: [0; 14],
             have: 0,
             skipping: None,
+            close: None,
         }
     }
 
     /// Scans the next chunk of the connection; `Err` when a data frame header declares a payload
-    /// over the limit. Control frames are left to the codec (which allows them 125 bytes).
-    pub fn scan(&mut self, mut chunk: &[u8]) -> Result<(), PayloadError> {
-        while !chunk.is_empty() {
+    /// over the limit (the whole chunk may pass: the messages before it are still answered), or
+    /// when a close reason is not UTF-8 (only the bytes before that frame pass, so the codec
+    /// never misreads it). Control frames' sizes are left to the codec (it allows 125 bytes).
+    pub(crate) fn scan(&mut self, chunk: &[u8]) -> Result<(), Refusal> {
+        let mut frame_start = 0;
+        let mut at = 0;
+        while at < chunk.len() {
             if let Some(remaining) = self.skipping {
-                let take = remaining.min(chunk.len() as u64);
-                chunk = &chunk[take as usize..];
-                let remaining = remaining - take;
+                let take = remaining.min((chunk.len() - at) as u64) as usize;
+                self.collect_close(&chunk[at..at + take]);
+                at += take;
+                let remaining = remaining - take as u64;
                 self.skipping = (remaining > 0).then_some(remaining);
+                if remaining == 0 && !self.close_reason_is_utf8() {
+                    return Err(Refusal {
+                        error: PayloadError::Io(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            InvalidCloseReason,
+                        )),
+                        pass: frame_start,
+                    });
+                }
                 continue;
             }
-            self.header[self.have] = chunk[0];
+            if self.have == 0 {
+                frame_start = at;
+            }
+            self.header[self.have] = chunk[at];
             self.have += 1;
-            chunk = &chunk[1..];
+            at += 1;
             if let Some((opcode, payload)) = self.parsed_header() {
-                self.have = 0;
                 let is_control = opcode & 0x08 != 0;
                 if !is_control && payload > self.max_payload {
-                    return Err(PayloadError::Overflow);
+                    return Err(Refusal {
+                        error: PayloadError::Overflow,
+                        pass: chunk.len(),
+                    });
                 }
+                self.close = (opcode == OPCODE_CLOSE && payload <= 125)
+                    .then(|| (Vec::with_capacity(payload as usize), self.mask()));
+                self.have = 0;
                 self.skipping = (payload > 0).then_some(payload);
             }
         }
         Ok(())
+    }
+
+    fn mask(&self) -> Option<[u8; 4]> {
+        let h = &self.header[..self.have];
+        (h[1] & 0x80 != 0).then(|| {
+            let at = h.len() - 4;
+            [h[at], h[at + 1], h[at + 2], h[at + 3]]
+        })
+    }
+
+    fn collect_close(&mut self, bytes: &[u8]) {
+        if let Some((reason, mask)) = &mut self.close {
+            for &b in bytes {
+                let key = mask.map_or(0, |m| m[reason.len() % 4]);
+                reason.push(b ^ key);
+            }
+        }
+    }
+
+    /// True unless a finished close frame carries a reason that is not UTF-8.
+    fn close_reason_is_utf8(&mut self) -> bool {
+        match self.close.take() {
+            Some((payload, _)) if payload.len() > 2 => std::str::from_utf8(&payload[2..]).is_ok(),
+            _ => true,
+        }
     }
 
     /// The opcode and payload length once the whole header has been read.
@@ -315,7 +347,7 @@ impl FrameScanner {
 /// The request body of an upgraded connection, passed through a [`FrameScanner`]. An oversized
 /// frame ends the stream with `PayloadError::Overflow`, delivered one poll after the bytes before
 /// it so the messages that preceded it are still answered.
-pub struct ScannedPayload<S> {
+pub(crate) struct ScannedPayload<S> {
     inner: S,
     scanner: FrameScanner,
     failed: Option<PayloadError>,
@@ -323,7 +355,7 @@ pub struct ScannedPayload<S> {
 }
 
 impl<S> ScannedPayload<S> {
-    pub fn new(inner: S, max_payload: usize) -> Self {
+    pub(crate) fn new(inner: S, max_payload: usize) -> Self {
         Self {
             inner,
             scanner: FrameScanner::new(max_payload),
@@ -355,12 +387,13 @@ where
             return Poll::Ready(None);
         }
         match Pin::new(&mut this.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(bytes))) => {
-                if let Err(err) = this.scanner.scan(&bytes) {
-                    this.failed = Some(err);
+            Poll::Ready(Some(Ok(bytes))) => match this.scanner.scan(&bytes) {
+                Ok(()) => Poll::Ready(Some(Ok(bytes))),
+                Err(refusal) => {
+                    this.failed = Some(refusal.error);
+                    Poll::Ready(Some(Ok(bytes.slice(..refusal.pass))))
                 }
-                Poll::Ready(Some(Ok(bytes)))
-            }
+            },
             other => other,
         }
     }
@@ -372,49 +405,6 @@ mod tests {
 
     fn text(bytes: &[u8]) -> Bytes {
         Bytes::copy_from_slice(bytes)
-    }
-
-    #[test]
-    fn the_registry_never_opens_more_than_its_cap_and_reopens_after_a_drop() {
-        let registry = SocketRegistry::new(2);
-        let first = registry.try_open().unwrap();
-        let _second = registry.try_open().unwrap();
-        assert!(registry.try_open().is_none());
-        assert_eq!(registry.open(), 2);
-        drop(first);
-        assert_eq!(registry.open(), 1);
-        assert!(registry.try_open().is_some());
-    }
-
-    #[test]
-    fn the_registry_count_is_exact_under_concurrent_opens_and_drops() {
-        let registry = SocketRegistry::new(50);
-        let start = Arc::new(std::sync::Barrier::new(8));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (registry, start) = (registry.clone(), start.clone());
-                std::thread::spawn(move || {
-                    start.wait();
-                    // Churn: open and drop places while the others do the same.
-                    for _ in 0..2000 {
-                        let guard = registry.try_open();
-                        assert!(registry.open() <= 50);
-                        drop(guard);
-                    }
-                    // Then hold as many as can be had.
-                    let held: Vec<_> = (0..20).filter_map(|_| registry.try_open()).collect();
-                    start.wait();
-                    held.len()
-                })
-            })
-            .collect();
-        let held: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
-        assert_eq!(held, 50, "160 attempts on 50 places win exactly 50");
-        assert_eq!(
-            registry.open(),
-            0,
-            "every dropped guard gave its place back"
-        );
     }
 
     #[test]
@@ -615,6 +605,53 @@ mod tests {
                     .scan(&bytes[..split])
                     .and_then(|()| scanner.scan(&bytes[split..]));
                 assert_eq!(result.is_ok(), ok, "{name}, split at {split}");
+            }
+        }
+    }
+
+    fn close_frame(reason: &[u8]) -> Vec<u8> {
+        let payload: Vec<u8> = [&[0x03, 0xe8][..], reason].concat();
+        let mut f = header(8, true, payload.len() as u64);
+        f.extend(
+            payload
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ [1, 2, 3, 4][i % 4]),
+        );
+        f
+    }
+
+    #[test]
+    fn the_scanner_stops_before_a_close_frame_whose_reason_is_not_utf8() {
+        let text = frame(1, 5);
+        for (reason, refused) in [
+            (&b"bye"[..], false),
+            (&[0xff, 0xfe][..], true),
+            (&[0xc3][..], true),
+        ] {
+            let bytes = [text.clone(), close_frame(reason)].concat();
+            for split in 0..=bytes.len() {
+                let mut scanner = FrameScanner::new(100);
+                // Bytes that reach the codec: all of a chunk that passed, the allowed part of
+                // the refused one. Never the close frame, unless it began in an earlier chunk.
+                let (passed, refusal) = match scanner.scan(&bytes[..split]) {
+                    Err(refusal) => (refusal.pass, Some(refusal)),
+                    Ok(()) => match scanner.scan(&bytes[split..]) {
+                        Err(refusal) => (split + refusal.pass, Some(refusal)),
+                        Ok(()) => (bytes.len(), None),
+                    },
+                };
+                assert_eq!(refusal.is_some(), refused, "{reason:?}, split at {split}");
+                if let Some(refusal) = refusal {
+                    assert!(matches!(refusal.error, PayloadError::Io(_)));
+                    let whole_frame_in_one_chunk = split == bytes.len();
+                    let expected = if whole_frame_in_one_chunk {
+                        text.len()
+                    } else {
+                        split.max(text.len())
+                    };
+                    assert_eq!(passed, expected, "{reason:?}, split at {split}");
+                }
             }
         }
     }

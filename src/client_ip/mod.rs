@@ -1,5 +1,6 @@
-//! The real client address (SPEC §6): trusted proxies, the forwarded-header walk, and the
-//! `ClientIp` extractor that handlers, the access log and the rate limiter all use.
+//! The real client address (docs/reference.md §6): trusted proxies, the forwarded-header walk,
+//! and the `ClientIp` extractor handlers use. The pipeline's context layer resolves the address
+//! once per request; the access log and the rate limiter read that same value.
 //!
 //! How the address is decided, in one place:
 //! 1. The TCP peer is the answer unless it is in `proxy.trusted`; an untrusted peer's headers are
@@ -33,20 +34,19 @@ use std::{
 
 use actix_web::{
     Error, FromRequest, HttpMessage, HttpRequest,
-    body::MessageBody,
-    dev::{Payload, ServiceRequest, ServiceResponse},
+    dev::Payload,
+    error::ErrorInternalServerError,
     http::header::{HeaderMap, HeaderName},
-    middleware::Next,
     web,
 };
 use ipnet::IpNet;
 
 use crate::config::{ConfigError, RealIpHeader, Settings};
 
-pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-pub const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
-pub const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
-pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub(crate) const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// The proxies whose forwarded headers are believed, and which header they set.
 #[derive(Debug, Clone)]
@@ -119,44 +119,29 @@ impl TrustedProxies {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
 
-/// Everything known about the client: its address and, from a trusted proxy, its scheme.
+/// Everything known about the client: its address and, from a trusted proxy, its scheme. The
+/// scheme is read only when a handler asks for it: no request pays for what nothing reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientInfo {
     pub ip: IpAddr,
     pub forwarded_proto: Option<ForwardedProto>,
 }
 
-/// Middleware: resolves the client address once and stores it for everything downstream.
-pub async fn resolve(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let peer = canonical(
+/// The TCP peer of a request, IPv4-mapped addresses unwrapped (unspecified for a Unix socket).
+pub(crate) fn peer_of(req: &HttpRequest) -> IpAddr {
+    canonical(
         req.peer_addr()
-            .map(|addr| addr.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-    );
-    let (client, proto) = match req.app_data::<web::Data<TrustedProxies>>() {
-        Some(proxies) => (
-            proxies.resolve(peer, req.headers()),
-            proxies.forwarded_proto(peer, req.headers()),
-        ),
-        None => (peer, None),
-    };
-    req.extensions_mut().insert(ClientIp(client));
-    if let Some(proto) = proto {
-        req.extensions_mut().insert(proto);
-    }
-    next.call(req).await
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip()),
+    )
 }
 
-/// The client address of `req`: the resolved one, else the peer.
-pub fn client_ip_of(req: &HttpRequest) -> IpAddr {
+/// The resolved client address, as the pipeline's context layer stored it.
+pub(crate) fn client_ip_of(req: &HttpRequest) -> Result<IpAddr, Error> {
     req.extensions()
         .get::<ClientIp>()
-        .map(|c| c.0)
-        .or_else(|| req.peer_addr().map(|a| canonical(a.ip())))
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        .map(|client| client.0)
+        // A wiring mistake, not a client's: say so rather than fall back to the peer.
+        .ok_or_else(|| ErrorInternalServerError("the request context layer did not run"))
 }
 
 impl FromRequest for ClientIp {
@@ -164,7 +149,7 @@ impl FromRequest for ClientIp {
     type Future = Ready<Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(ClientIp(client_ip_of(req))))
+        ready(client_ip_of(req).map(ClientIp))
     }
 }
 
@@ -173,10 +158,16 @@ impl FromRequest for ClientInfo {
     type Future = Ready<Result<Self, Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(Ok(ClientInfo {
-            ip: client_ip_of(req),
-            forwarded_proto: req.extensions().get::<ForwardedProto>().copied(),
-        }))
+        let info = || {
+            let proxies = req.app_data::<web::Data<TrustedProxies>>().ok_or_else(|| {
+                ErrorInternalServerError("TrustedProxies is not registered as app data")
+            })?;
+            Ok(ClientInfo {
+                ip: client_ip_of(req)?,
+                forwarded_proto: proxies.forwarded_proto(peer_of(req), req.headers()),
+            })
+        };
+        ready(info())
     }
 }
 
