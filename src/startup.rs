@@ -19,7 +19,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
     client_ip::TrustedProxies,
-    config::{ConfigError, ServerSettings, Settings, StaticMode},
+    config::{ConfigError, ServerSettings, Settings, StaticMode, StaticSettings},
     lifecycle::{Lifecycle, listener_gate::ListenerGate, signals::StopSequence},
     pipeline::{AccessLog, BodyLimit, ErrorPages, Pipeline, PipelineLayer},
     problem::Problem,
@@ -219,7 +219,7 @@ fn pipeline_of(
     // answers browsers' 404s with the page when the roots are there to read it from.
     let pages = match static_files {
         Some(files) => Some(files.clone().into_inner()),
-        None => StaticFiles::new(&settings.static_files).ok().map(Arc::new),
+        None => not_found_pages_only(&settings.static_files),
     };
     Ok(PipelineLayer::new(Pipeline {
         proxies: TrustedProxies::from_settings(settings)?,
@@ -235,6 +235,16 @@ fn pipeline_of(
         },
         lifecycle: lifecycle.clone(),
     }))
+}
+
+/// In nginx mode, a static cache used only for `htdocs/404.html`: it needs `static.htdocs`
+/// alone, so a deployment without a `public` root still answers browsers with its page.
+fn not_found_pages_only(settings: &StaticSettings) -> Option<Arc<StaticFiles>> {
+    let mut settings = settings.clone();
+    if !settings.public.is_dir() {
+        settings.public = settings.htdocs.clone();
+    }
+    StaticFiles::new(&settings).ok().map(Arc::new)
 }
 
 /// The app every worker runs: the routes, the static fallback, and the pipeline around them.

@@ -49,6 +49,22 @@ async fn browsers_get_the_404_page_when_it_exists() {
     assert_eq!(res.text().await.unwrap(), expected);
 }
 
+/// nginx mode serves no files, yet browsers still get `htdocs/404.html`; it needs that root
+/// alone, not `static.public` too.
+#[tokio::test]
+async fn in_nginx_mode_browsers_get_the_404_page_with_only_htdocs_present() {
+    let mut settings = nginx_mode_settings();
+    settings.static_files.public = crate::helpers::fixtures().join("no-such-public-root");
+    let app = spawn_app(settings).await;
+    let res = app
+        .get_with("/missing", &[("accept", "text/html,*/*;q=0.8")])
+        .await;
+    assert_eq!(res.status(), 404);
+    let expected =
+        std::fs::read_to_string(crate::helpers::fixtures().join("htdocs/404.html")).unwrap();
+    assert_eq!(res.text().await.unwrap(), expected);
+}
+
 #[tokio::test]
 async fn wrong_method_is_a_405_problem_with_allow() {
     let app = spawn_app(nginx_mode_settings()).await;
