@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rate-limiter memory under a spray of distinct clients (SPEC §6: "Limiter memory stays bounded
+# Rate-limiter memory under a spray of distinct clients (docs/reference.md §6: "Limiter memory stays bounded
 # however many distinct clients appear").
 #
 #   bench/rate_limit_memory.sh            # 1,000,000 clients over 4 keep-alive connections

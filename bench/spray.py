@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Sprays distinct client addresses at tandem through a trusted X-Forwarded-For (SPEC §6).
+"""Sprays distinct client addresses at tandem through a trusted X-Forwarded-For (docs/reference.md §6).
 
 Each worker process holds one keep-alive connection to 127.0.0.1 and pipelines batches of
 `GET /json` requests, every one from a new client: half IPv4 (11.0.0.0 upwards), half IPv6,

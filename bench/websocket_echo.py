@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Echo throughput of tandem's /socket (SPEC §7): N concurrent sockets, each sending a message and
+"""Echo throughput of tandem's /socket (docs/reference.md §7): N concurrent sockets, each sending a message and
 waiting for its echo before the next, for a fixed time. Prints messages/s and round-trip
 percentiles per message size. 127.0.0.1 only; bounded by --seconds.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes tandem's forwarded-header parsers (SPEC §6) with cargo-fuzz (libFuzzer + ASan).
+# Fuzzes tandem's forwarded-header parsers (docs/reference.md §6) with cargo-fuzz (libFuzzer + ASan).
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]     default: 60 s for every target
 #

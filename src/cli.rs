@@ -1,4 +1,4 @@
-//! Command-line interface (SPEC §2).
+//! Command-line interface (docs/reference.md §2).
 
 use std::path::PathBuf;
 

@@ -1,4 +1,4 @@
-//! On-the-fly compression of dynamic responses (SPEC §4): bodies of 1 KiB or more, of a
+//! On-the-fly compression of dynamic responses (docs/reference.md §4): bodies of 1 KiB or more, of a
 //! compressible type, in the best coding `Accept-Encoding` allows (br, zstd, gzip).
 
 use actix_http::encoding::Encoder;

@@ -52,7 +52,7 @@ pub struct ServerSettings {
     pub shutdown_timeout_secs: u64,
 }
 
-/// Who serves static files (SPEC §1 deployment table).
+/// Who serves static files (docs/reference.md §1 deployment table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StaticMode {
@@ -80,7 +80,7 @@ pub struct StaticSettings {
     pub html_cache_control: String,
 }
 
-/// Which forwarded header a trusted proxy's client address is read from (SPEC §6).
+/// Which forwarded header a trusted proxy's client address is read from (docs/reference.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RealIpHeader {
     #[serde(rename = "X-Forwarded-For", alias = "x-forwarded-for")]
@@ -249,7 +249,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Where the configuration file comes from, in SPEC §3 order.
+/// Where the configuration file comes from, in docs/reference.md §3 order.
 pub fn config_file_path(cli: Option<&Path>) -> Option<PathBuf> {
     if let Some(path) = cli {
         return Some(path.to_path_buf());

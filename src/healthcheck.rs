@@ -1,4 +1,4 @@
-//! `tandem healthcheck` (SPEC §2): asks the local server's `/healthz`, without curl, for Docker's
+//! `tandem healthcheck` (docs/reference.md §2): asks the local server's `/healthz`, without curl, for Docker's
 //! HEALTHCHECK.
 
 use std::{

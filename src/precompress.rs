@@ -255,7 +255,7 @@ impl Report {
         !self.work.is_empty()
     }
 
-    /// The exit status SPEC §2 asks for: 1 on a failure or when `--check` found work.
+    /// The exit status docs/reference.md §2 asks for: 1 on a failure or when `--check` found work.
     pub fn exit_code(&self) -> u8 {
         if !self.errors.is_empty() || (self.check && self.has_work()) {
             1

@@ -1,4 +1,4 @@
-//! Per-client rate limiting (SPEC §6): actix-governor's GCRA limiter keyed by the resolved
+//! Per-client rate limiting (docs/reference.md §6): actix-governor's GCRA limiter keyed by the resolved
 //! [`ClientIp`](crate::client_ip::ClientIp) (IPv6 by `rate_limit.ipv6_prefix`), the 429 problem
 //! response, and the pruning that keeps its memory bounded.
 //!

@@ -41,7 +41,7 @@ pub(crate) fn fresh_id() -> String {
 }
 
 impl RequestMeta {
-    /// Applies the SPEC §8 rules to the incoming header values (only the first of each counts).
+    /// Applies the docs/reference.md §8 rules to the incoming header values (only the first of each counts).
     pub(crate) fn from_headers(
         request_id: Option<&[u8]>,
         correlation_id: Option<&[u8]>,

@@ -1,4 +1,4 @@
-//! The forwarded-header parsers of SPEC §6, pure and std-only: one address (`parse_node`),
+//! The forwarded-header parsers of docs/reference.md §6, pure and std-only: one address (`parse_node`),
 //! the entry lists of `X-Forwarded-For` and RFC 7239 `Forwarded`, `X-Real-IP`,
 //! `X-Forwarded-Proto`, and the right-to-left walk. No I/O and no actix types, so the fuzz
 //! targets in `fuzz/` compile this file alone. The policy around them is in `client_ip.rs`.

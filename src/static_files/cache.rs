@@ -16,7 +16,7 @@ use std::{
 use super::entry::{Entry, Watched};
 
 /// How old an entry may be before the files it was built from are looked at again. Half the
-/// SPEC's one-second bound, leaving room for the request that notices.
+/// the reference's one-second bound (§5), leaving room for the request that notices.
 pub const REVALIDATE_AFTER_MS: u64 = 500;
 /// At most this many request paths are remembered.
 pub const MAX_ENTRIES: usize = 16_384;

@@ -1,4 +1,4 @@
-//! `Cache-Control` and `Content-Type` of a static file (SPEC §5 "Cache-Control", "Headers").
+//! `Cache-Control` and `Content-Type` of a static file (docs/reference.md §5 "Cache-Control", "Headers").
 
 use actix_web::http::header::HeaderValue;
 

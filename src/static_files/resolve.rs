@@ -1,4 +1,4 @@
-//! From a raw request path to a place under one of the two roots (SPEC §5 "Safety" and
+//! From a raw request path to a place under one of the two roots (docs/reference.md §5 "Safety" and
 //! "Directories"). Pure: decides on the bytes of the path alone, before any file is touched, so
 //! nothing outside `static.htdocs` and `static.public` can even be named.
 

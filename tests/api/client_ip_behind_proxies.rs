@@ -1,4 +1,4 @@
-//! SPEC §6, the client address: real sockets from distinct 127.0.0.x source addresses (Linux
+//! docs/reference.md §6, the client address: real sockets from distinct 127.0.0.x source addresses (Linux
 //! routes all of 127/8 to lo), with only 127.0.0.1 trusted, so 127.0.0.2 is "the internet".
 
 use std::{net::IpAddr, sync::Arc, time::Duration};

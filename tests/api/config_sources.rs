@@ -1,4 +1,4 @@
-//! SPEC §2 and §3 through the real binary: each configuration source and its precedence, each
+//! docs/reference.md §2 and §3 through the real binary: each configuration source and its precedence, each
 //! rejection naming its key with exit status 2, `check`, `healthcheck`, `--help`, `--version`,
 //! and bind failures as one sentence with exit status 1.
 

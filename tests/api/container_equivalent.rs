@@ -1,4 +1,4 @@
-//! SPEC §10 `Dockerfile`, without a Docker engine: the compiled binary run the way the image
+//! docs/reference.md §10 `Dockerfile`, without a Docker engine: the compiled binary run the way the image
 //! runs it — an /app-like directory holding htdocs/ and public/, `TANDEM__SERVER__HOST=0.0.0.0`,
 //! the port from the environment, an unprivileged user (when the tests run as root), and
 //! `tandem healthcheck` as the HEALTHCHECK — then stopped with the image's STOPSIGNAL.

@@ -1,4 +1,4 @@
-//! SPEC §4 routes, against a real server.
+//! docs/reference.md §4 routes, against a real server.
 
 use serde_json::Value;
 

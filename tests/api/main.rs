@@ -1,4 +1,4 @@
-//! Integration tests: the real server on an ephemeral port, one module per SPEC feature.
+//! Integration tests: the real server on an ephemeral port, one module per feature of docs/reference.md.
 
 #[allow(dead_code)] // each test module uses part of the harness
 mod helpers;

@@ -1,4 +1,4 @@
-//! `tandem precompress` (SPEC §2, §5), run as the real binary on temporary trees.
+//! `tandem precompress` (docs/reference.md §2, §5), run as the real binary on temporary trees.
 
 use std::{
     fs,

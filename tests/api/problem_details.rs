@@ -1,4 +1,4 @@
-//! SPEC §4 errors: RFC 9457 problem+json for every error status, `404.html` for browsers, and
+//! docs/reference.md §4 errors: RFC 9457 problem+json for every error status, `404.html` for browsers, and
 //! panics that cost one request, not the server.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! SPEC §6, rate limiting: per_second 1 and burst 2 make the third quick request the first
+//! docs/reference.md §6, rate limiting: per_second 1 and burst 2 make the third quick request the first
 //! refused one. Distinct clients come through a trusted `X-Forwarded-For` or from distinct
 //! 127.0.0.x source addresses.
 

@@ -1,4 +1,4 @@
-//! SPEC §8: request, correlation and idempotency IDs, and the access log in both formats.
+//! docs/reference.md §8: request, correlation and idempotency IDs, and the access log in both formats.
 
 use std::time::Duration;
 

@@ -1,4 +1,4 @@
-//! SPEC §3 `server.*` settings take effect on real connections: the slowloris guard, the idle
+//! docs/reference.md §3 `server.*` settings take effect on real connections: the slowloris guard, the idle
 //! keep-alive timeout, the per-worker connection cap and TCP_NODELAY.
 
 use std::{

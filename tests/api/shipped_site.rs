@@ -1,4 +1,4 @@
-//! The shipped site (SPEC §1): the status page in `htdocs/`, its fingerprinted assets in
+//! The shipped site (docs/reference.md §1): the status page in `htdocs/`, its fingerprinted assets in
 //! `public/`, and their committed precompressed siblings.
 
 use std::{

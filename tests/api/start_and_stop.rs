@@ -1,4 +1,4 @@
-//! SPEC §9 through the real binary and real signals: the readiness flip and drain window,
+//! docs/reference.md §9 through the real binary and real signals: the readiness flip and drain window,
 //! in-flight requests finishing after SIGTERM, no accepted request lost under load, the second
 //! signal, and exit status 0.
 

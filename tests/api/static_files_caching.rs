@@ -1,4 +1,4 @@
-//! SPEC §5 "Cache-Control" and "Edits on disk ... visible within 1 second".
+//! docs/reference.md §5 "Cache-Control" and "Edits on disk ... visible within 1 second".
 
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ async fn html_documents_get_the_configured_html_cache_control() {
     assert_eq!(cache_control(&default, "/page.html").await, "no-cache");
 }
 
-/// Long enough for the cache's half-second revalidation, short of the SPEC's one second plus
+/// Long enough for the cache's half-second revalidation, short of the reference's one second (§5) plus
 /// the request's own time.
 const EDIT_VISIBLE: Duration = Duration::from_millis(1100);
 

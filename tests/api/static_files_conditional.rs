@@ -1,4 +1,4 @@
-//! SPEC §5 "Conditional and partial": 304, 206, 416, If-Range, HEAD.
+//! docs/reference.md §5 "Conditional and partial": 304, 206, 416, If-Range, HEAD.
 
 use crate::helpers::{StaticRoots, TestApp, decode, spawn_app};
 

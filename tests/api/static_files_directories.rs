@@ -1,4 +1,4 @@
-//! SPEC §5 "Directories" and §4 "anything else, GET/HEAD: a static file".
+//! docs/reference.md §5 "Directories" and §4 "anything else, GET/HEAD: a static file".
 
 use std::time::{Duration, Instant};
 

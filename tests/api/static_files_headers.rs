@@ -1,4 +1,4 @@
-//! SPEC §5 "Headers": what every static answer carries.
+//! docs/reference.md §5 "Headers": what every static answer carries.
 
 use crate::helpers::{StaticRoots, spawn_app};
 

@@ -1,4 +1,4 @@
-//! SPEC §5 "Encodings": which representation of a file is sent.
+//! docs/reference.md §5 "Encodings": which representation of a file is sent.
 
 use std::time::Duration;
 

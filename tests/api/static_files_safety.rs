@@ -1,4 +1,4 @@
-//! SPEC §5 "Safety": nothing outside the two roots is ever read; hidden files stay hidden;
+//! docs/reference.md §5 "Safety": nothing outside the two roots is ever read; hidden files stay hidden;
 //! only GET and HEAD. Raw sockets, because HTTP clients normalise the paths under test.
 
 use crate::helpers::{StaticRoots, raw_body, raw_request, spawn_app};

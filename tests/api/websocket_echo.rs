@@ -1,4 +1,4 @@
-//! SPEC §7, the happy path of `/socket`: echo of text and binary, reassembly of fragments, pings,
+//! docs/reference.md §7, the happy path of `/socket`: echo of text and binary, reassembly of fragments, pings,
 //! the close handshake, and the HTTP answers to requests that are not WebSocket handshakes.
 
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! SPEC §7 and §9 over a socket's life: heartbeat pings, closing silent clients, the
+//! docs/reference.md §7 and §9 over a socket's life: heartbeat pings, closing silent clients, the
 //! `websocket.max_connections` cap (503 before the upgrade), and close 1001 on shutdown.
 
 use std::time::{Duration, Instant};

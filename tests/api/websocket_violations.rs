@@ -1,4 +1,4 @@
-//! SPEC §7: RFC 6455 violations close the socket with the right code: 1002 for protocol errors,
+//! docs/reference.md §7: RFC 6455 violations close the socket with the right code: 1002 for protocol errors,
 //! 1007 for invalid UTF-8, 1009 for messages over `websocket.max_message_bytes`.
 
 use std::time::Duration;
