@@ -13,12 +13,14 @@
 #   REQUESTS=2000 bench/layer_cost.sh
 #   TANDEM_BIN=... FLOOR_BIN=... bench/layer_cost.sh   # no builds
 #   KEEP=/tmp/dir bench/layer_cost.sh        # keep the callgrind dumps there
+#   PROFILES=tandem bench/layer_cost.sh      # only some of: tandem floor-0 floor-7
 #
 # Needs valgrind and h2load (nghttp2-client); installs them with apt-get when missing.
 set -euo pipefail
 
 REQUESTS=${REQUESTS:-20000}
 WARMUP=${WARMUP:-2000}
+PROFILES=${PROFILES:-tandem floor-0 floor-7}
 BENCH=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$BENCH")
 # shellcheck source=bench/corpus.sh
@@ -112,10 +114,15 @@ export TANDEM__SERVER__WORKERS=1 TANDEM__RATE_LIMIT__ENABLED=false RUST_LOG=warn
 export TANDEM__STATIC__HTDOCS="$ROOT" TANDEM__STATIC__PUBLIC="$WORK/public"
 TANDEM__SERVER__PORT=$(free_port)
 export TANDEM__SERVER__PORT
-profile tandem "$TANDEM__SERVER__PORT" "$TANDEM" serve
-port=$(free_port)
-profile floor-0 "$port" "$FLOOR" --htdocs "$ROOT" --port "$port" --workers 1 --layers 0
-port=$(free_port)
-profile floor-7 "$port" "$FLOOR" --htdocs "$ROOT" --port "$port" --workers 1 --layers 7
+for p in $PROFILES; do
+    case $p in
+        tandem) profile tandem "$TANDEM__SERVER__PORT" "$TANDEM" serve ;;
+        floor-0 | floor-7)
+            port=$(free_port)
+            profile "$p" "$port" "$FLOOR" --htdocs "$ROOT" --port "$port" --workers 1 --layers "${p#floor-}"
+            ;;
+        *) echo "PROFILES: unknown profile '$p' (tandem, floor-0, floor-7)" >&2; exit 2 ;;
+    esac
+done
 
 python3 "$BENCH/layer_cost.py" "$REQUESTS" "$WORK"
