@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per request of tandem's request pipeline, layer by layer, and of the framework
-# floor (bench/floor) with no and with seven pass-through `from_fn` layers. Counted by callgrind,
-# so the numbers do not depend on the machine's load (user-space instructions only: the kernel's
-# share of a request, recv and send, is not in them).
+# floor (bench/floor) with no and with seven pass-through `from_fn` layers (and, on request,
+# actix-files serving the same directory). Counted by callgrind, so the numbers do not depend on
+# the machine's load. User-space instructions only: the kernel's share of a request (recv and
+# send; for actix-files also open, stat and read of the file) is not in them.
 #
 # Each server runs under callgrind with one worker; per row, after a warm-up, the counters are
 # zeroed, h2load sends exactly $REQUESTS keep-alive HTTP/1.1 requests on one connection, and the
@@ -13,7 +14,7 @@
 #   REQUESTS=2000 bench/layer_cost.sh
 #   TANDEM_BIN=... FLOOR_BIN=... bench/layer_cost.sh   # no builds
 #   KEEP=/tmp/dir bench/layer_cost.sh        # keep the callgrind dumps there
-#   PROFILES=tandem bench/layer_cost.sh      # only some of: tandem floor-0 floor-7
+#   PROFILES=tandem bench/layer_cost.sh      # only some of: tandem floor-0 floor-7 actix-files
 #
 # Needs valgrind and h2load (nghttp2-client); installs them with apt-get when missing.
 set -euo pipefail
@@ -121,7 +122,11 @@ for p in $PROFILES; do
             port=$(free_port)
             profile "$p" "$port" "$FLOOR" --htdocs "$ROOT" --port "$port" --workers 1 --layers "${p#floor-}"
             ;;
-        *) echo "PROFILES: unknown profile '$p' (tandem, floor-0, floor-7)" >&2; exit 2 ;;
+        actix-files)
+            port=$(free_port)
+            profile "$p" "$port" "$FLOOR" --files "$ROOT" --port "$port" --workers 1
+            ;;
+        *) echo "PROFILES: unknown profile '$p' (tandem, floor-0, floor-7, actix-files)" >&2; exit 2 ;;
     esac
 done
 
