@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Static-file throughput: tandem (static.mode = "app") against nginx with gzip_static and
-# brotli_static, on the same corpus, one worker each pinned to core 0, wrk pinned to core 1.
-# Rounds alternate nginx/tandem so drift on a shared machine hits both alike.
+# brotli_static, against the framework floor (bench/floor: bare actix-web answering the same rows
+# from memory, so tandem's own overhead over actix-web shows) and against actix-files serving the
+# same directory, all on the same corpus. Two runs: one worker each pinned to core 0 with wrk
+# pinned to core 1, then two workers each, unpinned, wrk on the same two cores. Within a run,
+# the order of the servers rotates from row to row and round to round, so drift on a shared
+# machine hits all alike.
 #
-#   bench/static.sh                 # 3 rounds x 5 s per row and server (about 3 minutes)
-#   ROUNDS=1 DURATION=3 bench/static.sh
-#   TANDEM_BIN=/path/to/tandem bench/static.sh   # no build
+#   bench/static.sh                 # 3 rounds x 5 s per row and server, both runs (~10 minutes)
+#   ROUNDS=1 DURATION=2 bench/static.sh
+#   RUNS=pinned bench/static.sh     # only the one-worker run ("pinned", "both" or "pinned both")
+#   TANDEM_BIN=/path/to/tandem FLOOR_BIN=/path/to/tandem-floor bench/static.sh   # no builds
 #
-# Needs root for apt-get only when nginx, its brotli module or wrk are missing.
+# Needs root for apt-get only when nginx, its brotli module, wrk or brotli are missing.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -15,8 +20,12 @@ DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-50}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
-REPO=$(cd "$(dirname "$0")/.." && pwd)
+RUNS=${RUNS:-pinned both}
+BENCH=$(cd "$(dirname "$0")" && pwd)
+REPO=$(dirname "$BENCH")
 BROTLI_MODULE=/usr/lib/nginx/modules/ngx_http_brotli_static_module.so
+# shellcheck source=bench/corpus.sh
+source "$BENCH/corpus.sh"
 
 need=()
 command -v nginx >/dev/null || need+=(nginx)
@@ -28,61 +37,45 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
-# TANDEM_BIN=path skips the build (e.g. to compare two binaries).
+# TANDEM_BIN / FLOOR_BIN skip the builds (e.g. to compare two binaries).
 TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
 if [ -z "${TANDEM_BIN:-}" ]; then
     echo "building tandem (release)" >&2
     (cd "$REPO" && cargo build --release --quiet)
 fi
+FLOOR=${FLOOR_BIN:-$BENCH/floor/target/release/tandem-floor}
+if [ -z "${FLOOR_BIN:-}" ]; then
+    echo "building the framework floor (release)" >&2
+    cargo build --release --quiet --manifest-path "$BENCH/floor/Cargo.toml"
+fi
 
 WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
 chmod 755 "$WORK"  # nginx workers run as an unprivileged user
-NGINX_PID=""
-TANDEM_PID=""
-cleanup() {
-    [ -n "$NGINX_PID" ] && kill "$NGINX_PID" 2>/dev/null || true
-    [ -n "$TANDEM_PID" ] && kill "$TANDEM_PID" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$WORK"
+declare -A PID PORT
+SERVERS=(nginx tandem floor actix-files)
+stop_servers() {
+    local s
+    for s in "${SERVERS[@]}"; do
+        if [ -n "${PID[$s]:-}" ]; then
+            kill "${PID[$s]}" 2>/dev/null || true
+            wait "${PID[$s]}" 2>/dev/null || true
+            PID[$s]=""
+        fi
+    done
 }
-trap cleanup EXIT
+trap 'stop_servers; rm -rf "$WORK"' EXIT
 
-# --- corpus --------------------------------------------------------------------------------
 ROOT="$WORK/htdocs"
-mkdir -p "$ROOT" "$WORK/public" "$WORK/nginx/logs"
-python3 - "$ROOT" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-random.seed(42)
-words = "static files served precompressed by tandem and nginx with brotli gzip zstd".split()
-def prose(n):
-    return " ".join(random.choice(words) for _ in range(n))
-html = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8"><title>bench</title></head><body>']
-while sum(len(l) + 1 for l in html) < 6000:
-    html.append(f"<p>{prose(12)}</p>")
-html.append("</body></html>")
-open(os.path.join(root, "page.html"), "w").write("\n".join(html) + "\n")
-js = []
-i = 0
-while sum(len(l) + 1 for l in js) < 150_000:
-    js.append(f"export function f{i}(a, b) {{ return a * {random.randint(1, 999)} + b - {i}; /* {prose(6)} */ }}")
-    i += 1
-open(os.path.join(root, "app.js"), "w").write("\n".join(js) + "\n")
-open(os.path.join(root, "image.png"), "wb").write(os.urandom(20 * 1024))
-PY
-for f in page.html app.js; do
-    brotli -k -q 11 "$ROOT/$f"
-    gzip -k -9 "$ROOT/$f"
-done
+mkdir -p "$WORK/public" "$WORK/nginx/logs"
+make_corpus "$ROOT"
+for s in "${SERVERS[@]}"; do PORT[$s]=$(free_port); done
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-NGINX_PORT=$(port)
-TANDEM_PORT=$(port)
-
-# --- nginx -----------------------------------------------------------------------------------
-cat > "$WORK/nginx/nginx.conf" <<CONF
+# start_servers WORKERS CPUSET: every server with WORKERS workers, under `taskset -c CPUSET`.
+start_servers() {
+    local workers=$1 cpus=$2
+    cat > "$WORK/nginx/nginx.conf" <<CONF
 load_module $BROTLI_MODULE;
-worker_processes 1;
+worker_processes $workers;
 daemon off;
 master_process on;
 pid $WORK/nginx/nginx.pid;
@@ -106,103 +99,181 @@ http {
     uwsgi_temp_path $WORK/nginx/uwsgi;
     scgi_temp_path $WORK/nginx/scgi;
     server {
-        listen 127.0.0.1:$NGINX_PORT;
+        listen 127.0.0.1:${PORT[nginx]};
         root $ROOT;
     }
 }
 CONF
-taskset -c "$SERVER_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
-NGINX_PID=$!
-
-# --- tandem ----------------------------------------------------------------------------------
-# From $WORK, where no tandem.toml is found: built-in defaults plus these variables.
-(cd "$WORK" && exec env -u TANDEM_CONFIG -u PORT \
-    TANDEM__SERVER__PORT="$TANDEM_PORT" TANDEM__SERVER__WORKERS=1 TANDEM__RATE_LIMIT__ENABLED=false \
-    TANDEM__STATIC__HTDOCS="$ROOT" TANDEM__STATIC__PUBLIC="$WORK/public" RUST_LOG=warn \
-    taskset -c "$SERVER_CPU" "$TANDEM" serve 2>"$WORK/tandem.log") &
-TANDEM_PID=$!
-
-wait_for() { for _ in $(seq 100); do curl -sf -o /dev/null "http://127.0.0.1:$1/page.html" && return; sleep 0.1; done; echo "server on $1 did not start" >&2; cat "$WORK"/nginx/logs/error.log "$WORK"/tandem.log >&2; exit 1; }
-wait_for "$NGINX_PORT"
-wait_for "$TANDEM_PORT"
-NGINX_WORKER=$(pgrep -P "$NGINX_PID" | head -1)
-
-etag() { curl -s -o /dev/null -D - -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:$1/page.html" | tr -d '\r' | awk -F': ' 'tolower($1)=="etag"{print $2}'; }
-NGINX_ETAG=$(etag "$NGINX_PORT")
-TANDEM_ETAG=$(etag "$TANDEM_PORT")
-
-# Sanity: both servers answer each row the same way.
-for p in "$NGINX_PORT" "$TANDEM_PORT"; do
-    for path in /page.html /app.js; do
-        enc=$(curl -s -o /dev/null -D - -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:$p$path" | tr -d '\r' | awk -F': ' 'tolower($1)=="content-encoding"{print $2}')
-        [ "$enc" = br ] || { echo "port $p $path: expected br, got '$enc'" >&2; exit 1; }
+    taskset -c "$cpus" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+    PID[nginx]=$!
+    # From $WORK, where no tandem.toml is found: built-in defaults plus these variables.
+    (cd "$WORK" && exec env -u TANDEM_CONFIG -u PORT \
+        TANDEM__SERVER__PORT="${PORT[tandem]}" TANDEM__SERVER__WORKERS="$workers" \
+        TANDEM__RATE_LIMIT__ENABLED=false \
+        TANDEM__STATIC__HTDOCS="$ROOT" TANDEM__STATIC__PUBLIC="$WORK/public" RUST_LOG=warn \
+        taskset -c "$cpus" "$TANDEM" serve 2>"$WORK/tandem.log") &
+    PID[tandem]=$!
+    taskset -c "$cpus" "$FLOOR" --htdocs "$ROOT" --port "${PORT[floor]}" --workers "$workers" \
+        2>"$WORK/floor.log" &
+    PID[floor]=$!
+    taskset -c "$cpus" "$FLOOR" --files "$ROOT" --port "${PORT[actix-files]}" --workers "$workers" \
+        2>"$WORK/actix-files.log" &
+    PID[actix-files]=$!
+    local s
+    for s in "${SERVERS[@]}"; do
+        wait_for_port "${PORT[$s]}" "$WORK/$s.log"
     done
-done
+}
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The processes whose CPU time a server's requests cost: nginx's workers, the others themselves
+# (/proc/PID/stat of a process counts all of its threads).
+serving_pids() {
+    if [ "$1" = nginx ]; then pgrep -P "${PID[nginx]}"; else echo "${PID[$1]}"; fi
+}
+cpu_ticks() {
+    local total=0 p
+    for p in $(serving_pids "$1"); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
 CLK_TCK=$(getconf CLK_TCK)
 
-# row name | path | extra header (for the server's own ETag: @ETAG@)
+header_of() { # port path header-name [extra curl args]
+    local port=$1 path=$2 name=$3
+    shift 3
+    curl -s -o /dev/null -D - -H 'Accept-Encoding: br, gzip' "$@" "http://127.0.0.1:$port$path" \
+        | tr -d '\r' | awk -F': ' -v n="$name" 'tolower($1)==n{print $2}'
+}
+
+# Sanity: each server answers each row as the table claims; actix-files has no precompressed
+# siblings, so it sends the identity bytes (noted under the table).
+check_answers() {
+    local s path enc
+    for s in nginx tandem floor; do
+        for path in /page.html /app.js; do
+            [ "$s" = floor ] && [ "$path" = /app.js ] && continue
+            enc=$(header_of "${PORT[$s]}" "$path" content-encoding)
+            [ "$enc" = br ] || { echo "$s $path: expected br, got '$enc'" >&2; exit 1; }
+        done
+    done
+    local code
+    for s in "${SERVERS[@]}"; do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[$s]}/missing.html")
+        [ "$code" = 404 ] || { echo "$s /missing.html: expected 404, got $code" >&2; exit 1; }
+        code=$(curl -s -o /dev/null -w '%{http_code}' -H "If-None-Match: ${ETAG[$s]}" \
+            -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:${PORT[$s]}/page.html")
+        [ "$code" = 304 ] || { echo "$s: If-None-Match: expected 304, got $code" >&2; exit 1; }
+    done
+}
+
+# row name | path | extra header (for the server's own ETag: @ETAG@) | servers that answer it
 ROWS=(
-    "6 KB HTML, br|/page.html|"
-    "150 KB JS, br|/app.js|"
-    "20 KB PNG, identity|/image.png|"
-    "304 If-None-Match|/page.html|If-None-Match: @ETAG@"
-    "404|/missing.html|"
+    "6 KB HTML, br|/page.html||nginx tandem floor actix-files"
+    "150 KB JS, br|/app.js||nginx tandem actix-files"
+    "20 KB PNG, identity|/image.png||nginx tandem actix-files"
+    "304 If-None-Match|/page.html|If-None-Match: @ETAG@|nginx tandem floor actix-files"
+    "404|/missing.html||nginx tandem floor actix-files"
 )
 
-declare -A RPS P99 CPU
-run() { # server port pid row-index round
-    local server=$1 port=$2 pid=$3 i=$4
-    IFS='|' read -r name path extra <<<"${ROWS[$i]}"
-    local etag=$NGINX_ETAG
-    [ "$server" = tandem ] && etag=$TANDEM_ETAG
-    local args=(-t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H 'Accept-Encoding: br, gzip')
-    [ -n "$extra" ] && args+=(-H "${extra//@ETAG@/$etag}")
+declare -A RPS P99 CPU ETAG
+run() { # label server row-index wrk-threads client-cpus
+    local label=$1 server=$2 i=$3 threads=$4 client_cpus=$5
+    IFS='|' read -r name path extra _ <<<"${ROWS[$i]}"
+    local args=(-t"$threads" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H 'Accept-Encoding: br, gzip')
+    [ -n "$extra" ] && args+=(-H "${extra//@ETAG@/${ETAG[$server]}}")
     local before after out
-    before=$(cpu_ticks "$pid")
-    out=$(taskset -c "$CLIENT_CPU" wrk "${args[@]}" "http://127.0.0.1:$port$path")
-    after=$(cpu_ticks "$pid")
-    local rps requests p99
+    before=$(cpu_ticks "$server")
+    out=$(taskset -c "$client_cpus" wrk "${args[@]}" "http://127.0.0.1:${PORT[$server]}$path")
+    after=$(cpu_ticks "$server")
+    local rps requests p99 cpu_us
     rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
     requests=$(awk '/requests in/{print $1}' <<<"$out")
     p99=$(awk '$1=="99%"{print $2}' <<<"$out")
-    local cpu_us
     cpu_us=$(python3 -c "print(f'{($after-$before)*1e6/$CLK_TCK/max($requests,1):.1f}')")
-    RPS[$server,$i]+="$rps "
-    P99[$server,$i]+="$p99 "
-    CPU[$server,$i]+="$cpu_us "
-    echo "  round: $server ${name}: $rps req/s, p99 $p99, ${cpu_us} µs CPU/req" >&2
+    RPS[$label,$server,$i]+="$rps "
+    P99[$label,$server,$i]+="$(to_ms "$p99") "
+    CPU[$label,$server,$i]+="$cpu_us "
+    echo "  $label round: $server ${name}: $rps req/s, p99 $p99, ${cpu_us} µs CPU/req" >&2
 }
-
-echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), tandem $("$TANDEM" --version | awk '{print $2}'); $ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections, server on CPU $SERVER_CPU, wrk on CPU $CLIENT_CPU" >&2
-# Warm both (caches, open_file_cache).
-for p in "$NGINX_PORT" "$TANDEM_PORT"; do taskset -c "$CLIENT_CPU" wrk -t1 -c10 -d1s -H 'Accept-Encoding: br, gzip' "http://127.0.0.1:$p/page.html" >/dev/null; done
-for round in $(seq "$ROUNDS"); do
-    for i in "${!ROWS[@]}"; do
-        if (( (round + i) % 2 )); then
-            run nginx "$NGINX_PORT" "$NGINX_WORKER" "$i"; run tandem "$TANDEM_PORT" "$TANDEM_PID" "$i"
-        else
-            run tandem "$TANDEM_PORT" "$TANDEM_PID" "$i"; run nginx "$NGINX_PORT" "$NGINX_WORKER" "$i"
-        fi
-    done
-done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
 to_ms() { python3 -c "
 import re,sys
 v=sys.argv[1]; m=re.match(r'([0-9.]+)(us|ms|s)$',v)
 print(f'{float(m.group(1))*{\"us\":1e-3,\"ms\":1,\"s\":1e3}[m.group(2)]:.2f}' if m else v)" "$1"; }
+ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}×' if a and b else '–')" "$1" "$2"; }
 
-printf '\n| row | nginx req/s | tandem req/s | ratio | nginx p99 ms | tandem p99 ms | nginx µs CPU/req | tandem µs CPU/req |\n'
-printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
-for i in "${!ROWS[@]}"; do
-    IFS='|' read -r name _ _ <<<"${ROWS[$i]}"
-    n=$(median <<<"${RPS[nginx,$i]}"); t=$(median <<<"${RPS[tandem,$i]}")
-    np=$(for v in ${P99[nginx,$i]}; do to_ms "$v"; done | tr '\n' ' ' | median)
-    tp=$(for v in ${P99[tandem,$i]}; do to_ms "$v"; done | tr '\n' ' ' | median)
-    nc=$(median <<<"${CPU[nginx,$i]}"); tc=$(median <<<"${CPU[tandem,$i]}")
-    ratio=$(python3 -c "print(f'{$t/$n:.2f}')")
-    printf '| %s | %.0f | %.0f | %s× | %s | %s | %s | %s |\n' "$name" "$n" "$t" "$ratio" "$np" "$tp" "$nc" "$tc"
+measure() { # label workers server-cpus client-cpus wrk-threads
+    local label=$1 workers=$2 server_cpus=$3 client_cpus=$4 threads=$5
+    start_servers "$workers" "$server_cpus"
+    local s
+    for s in "${SERVERS[@]}"; do ETAG[$s]=$(header_of "${PORT[$s]}" /page.html etag); done
+    check_answers
+    echo "$label: $workers worker(s) per server on CPU $server_cpus, wrk -t$threads on CPU $client_cpus" >&2
+    # Warm every server (caches, open_file_cache, first-touch allocations).
+    for s in "${SERVERS[@]}"; do
+        taskset -c "$client_cpus" wrk -t1 -c10 -d1s -H 'Accept-Encoding: br, gzip' \
+            "http://127.0.0.1:${PORT[$s]}/page.html" >/dev/null
+    done
+    local round i k servers
+    for round in $(seq "$ROUNDS"); do
+        for i in "${!ROWS[@]}"; do
+            IFS='|' read -r _ _ _ servers <<<"${ROWS[$i]}"
+            read -r -a servers <<<"$servers"
+            local n=${#servers[@]}
+            for k in $(seq 0 $((n - 1))); do
+                run "$label" "${servers[$(((k + round + i) % n))]}" "$i" "$threads" "$client_cpus"
+            done
+        done
+    done
+    stop_servers
+    table "$label"
+}
+
+cell() { # metric label server row
+    local -n metric=$1
+    local v=${metric[$2,$3,$4]:-}
+    if [ -n "$v" ]; then median <<<"$v"; fi
+}
+or_dash() { echo "${1:-–}"; }
+
+table() {
+    local label=$1 i name
+    printf '\n%s: req/s\n\n' "$label"
+    printf '| row | nginx | tandem | floor | actix-files | tandem/nginx | tandem/floor | actix-files/tandem |\n'
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    for i in "${!ROWS[@]}"; do
+        IFS='|' read -r name _ _ _ <<<"${ROWS[$i]}"
+        local n t f a
+        n=$(cell RPS "$label" nginx "$i"); t=$(cell RPS "$label" tandem "$i")
+        f=$(cell RPS "$label" floor "$i"); a=$(cell RPS "$label" actix-files "$i")
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "$(or_dash "${n%.*}")" \
+            "$(or_dash "${t%.*}")" "$(or_dash "${f%.*}")" "$(or_dash "${a%.*}")" \
+            "$(ratio "$t" "$n")" "$(ratio "$t" "$f")" "$(ratio "$a" "$t")"
+    done
+    printf '\n%s: p99 latency (ms) and CPU per request (µs)\n\n' "$label"
+    printf '| row | p99 nginx | p99 tandem | p99 floor | p99 actix-files | µs nginx | µs tandem | µs floor | µs actix-files | µs tandem/floor |\n'
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    for i in "${!ROWS[@]}"; do
+        IFS='|' read -r name _ _ _ <<<"${ROWS[$i]}"
+        local cells=() s k
+        for s in "${SERVERS[@]}"; do cells+=("$(cell P99 "$label" "$s" "$i")"); done
+        for s in "${SERVERS[@]}"; do cells+=("$(cell CPU "$label" "$s" "$i")"); done
+        local tandem_over_floor
+        tandem_over_floor=$(ratio "${cells[5]}" "${cells[6]}")
+        for k in "${!cells[@]}"; do cells[k]=$(or_dash "${cells[k]}"); done
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${cells[@]}" \
+            "$tandem_over_floor"
+    done
+}
+
+echo "nginx $(nginx -v 2>&1 | sed 's/.*\///'), tandem $("$TANDEM" --version | awk '{print $2}'); $ROUNDS rounds x ${DURATION}s, $CONNECTIONS connections" >&2
+for r in $RUNS; do
+    case $r in
+        pinned) measure "1 worker, pinned" 1 "$SERVER_CPU" "$CLIENT_CPU" 1 ;;
+        both) measure "2 workers, unpinned" 2 "$SERVER_CPU,$CLIENT_CPU" "$SERVER_CPU,$CLIENT_CPU" 2 ;;
+        *) echo "RUNS: unknown run '$r' (pinned, both)" >&2; exit 2 ;;
+    esac
 done
-printf '\n(medians of %s rounds; CPU per request from /proc/<pid>/stat utime+stime of the serving process)\n' "$ROUNDS"
+printf '\n(medians of %s rounds of %s s; CPU per request from /proc/<pid>/stat utime+stime of the serving processes; floor = bench/floor, bare actix-web with the same bytes from memory; actix-files has no precompressed siblings and sends identity bodies; – = the server has no such row)\n' "$ROUNDS" "$DURATION"

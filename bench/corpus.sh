@@ -1,0 +1,45 @@
+# Sourced by the static-file benchmarks: `make_corpus DIR` writes the measured files into DIR,
+# the same bytes every time (seeded), with .br and .gz siblings for the text files.
+make_corpus() {
+    local root=$1
+    mkdir -p "$root"
+    python3 - "$root" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+random.seed(42)
+words = "static files served precompressed by tandem and nginx with brotli gzip zstd".split()
+def prose(n):
+    return " ".join(random.choice(words) for _ in range(n))
+html = ["<!doctype html>", '<html lang="en"><head><meta charset="utf-8"><title>bench</title></head><body>']
+while sum(len(l) + 1 for l in html) < 6000:
+    html.append(f"<p>{prose(12)}</p>")
+html.append("</body></html>")
+open(os.path.join(root, "page.html"), "w").write("\n".join(html) + "\n")
+js = []
+i = 0
+while sum(len(l) + 1 for l in js) < 150_000:
+    js.append(f"export function f{i}(a, b) {{ return a * {random.randint(1, 999)} + b - {i}; /* {prose(6)} */ }}")
+    i += 1
+open(os.path.join(root, "app.js"), "w").write("\n".join(js) + "\n")
+open(os.path.join(root, "image.png"), "wb").write(os.urandom(20 * 1024))
+PY
+    for f in page.html app.js; do
+        brotli -f -k -q 11 "$root/$f"
+        gzip -f -k -9 "$root/$f"
+    done
+}
+
+# A free loopback port (bound and released; good enough for a benchmark on a quiet machine).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Waits until something answers `GET /page.html` on the port (any status), or fails loudly.
+wait_for_port() {
+    local port=$1 log=${2:-/dev/null}
+    for _ in $(seq 300); do
+        curl -s -o /dev/null "http://127.0.0.1:$port/page.html" && return
+        sleep 0.1
+    done
+    echo "nothing answers on 127.0.0.1:$port" >&2
+    cat "$log" >&2
+    return 1
+}
