@@ -3,8 +3,8 @@
 --long-functions N, every `fn` in src/ longer than N lines.
 
 A module is a file under src/ (`src/a/mod.rs` and `src/a.rs` are module `a`). An edge a -> b is a
-`crate::b...` path used in a (in a `use` or inline), taken to the longest prefix that names a
-module. A child module importing its parent's items is a real edge; a parent declaring `mod child`
+`crate::b...` or `super::...` path used in a (in a `use` or inline), taken to the longest prefix
+that names a module; a file's `#[cfg(test)]` part is left out, since its `super::*` is the file. A child module importing its parent's items is a real edge; a parent declaring `mod child`
 is not an import. Stdlib only, so anyone can run it: `python3 scripts/module_graph.py`.
 """
 
@@ -32,13 +32,16 @@ def strip_comments_and_strings(text):
     return pattern.sub(lambda m: "\n" * m.group(0).count("\n"), text)
 
 
-def use_paths(text):
-    """Every `crate::a::b::...` path, with `use crate::{a, b::{c, d}}` groups expanded."""
+def use_paths(text, parent):
+    """Every `crate::a::b::...` path, with `use crate::{a, b::{c, d}}` groups expanded; a
+    `super::` path is made absolute from `parent`, the module above the file."""
     paths = []
-    for m in re.finditer(r"\buse\s+crate::(.*?);", text, re.S):
-        paths.extend(expand(m.group(1).replace("\n", " ")))
-    for m in re.finditer(r"(?<!use )\bcrate((?:::\w+)+)", text):
-        paths.append(m.group(1)[2:])
+    prefix = parent + "::" if parent else ""
+    for root, base in (("crate", ""), ("super", prefix)):
+        for m in re.finditer(r"\buse\s+" + root + r"::(.*?);", text, re.S):
+            paths.extend(base + p for p in expand(m.group(1).replace("\n", " ")))
+        for m in re.finditer(r"(?<!use )(?<!::)\b" + root + r"((?:::\w+)+)", text):
+            paths.append(base + m.group(1)[2:])
     return paths
 
 
@@ -83,8 +86,8 @@ def graph(files):
     for f in files:
         here = module_of(f)
         with open(f, encoding="utf-8") as fh:
-            text = strip_comments_and_strings(fh.read())
-        for path in use_paths(text):
+            text = strip_comments_and_strings(fh.read()).split("#[cfg(test)]")[0]
+        for path in use_paths(text, here.rpartition("::")[0]):
             target = resolve(path, modules)
             # `crate::` alone (the root's re-exports) is not a module edge worth reporting.
             if target and target != here:

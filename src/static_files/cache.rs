@@ -193,7 +193,10 @@ mod tests {
     use actix_web::{http::header::HeaderValue, web::Bytes};
 
     use super::*;
-    use crate::static_files::entry::{FileEntry, Kind, Representation, Stamp};
+    use crate::static_files::{
+        entry::{FileEntry, Kind, Representation},
+        stamp::Stamp,
+    };
 
     /// An entry holding `bytes` of file contents.
     fn file_of(bytes: usize) -> Entry {

@@ -4,7 +4,6 @@
 
 use std::{
     fs,
-    os::unix::fs::MetadataExt,
     path::{Component, Path, PathBuf},
     sync::OnceLock,
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -16,34 +15,13 @@ use super::{
     cache_control::{CachePolicy, content_type},
     freshness::Verdicts,
     resolve::{Root, Target},
+    stamp::Stamp,
 };
 use crate::encoding::{Encoding, is_compressible_file, sibling_path};
 
 /// Files up to this size are held in memory (and compressed on the fly when they have no
 /// sibling); larger ones are streamed from disk as they are.
 pub const MAX_CACHED_FILE_BYTES: u64 = 1 << 20;
-
-/// Identity of a file's current contents as far as metadata can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    pub len: u64,
-    pub modified: SystemTime,
-    pub inode: u64,
-    pub is_file: bool,
-}
-
-impl Stamp {
-    /// Follows symlinks, as serving does. `None` when nothing is there (or it cannot be read).
-    pub fn of(path: &Path) -> Option<Self> {
-        let meta = fs::metadata(path).ok()?;
-        Some(Self {
-            len: meta.len(),
-            modified: meta.modified().ok()?,
-            inode: meta.ino(),
-            is_file: meta.is_file(),
-        })
-    }
-}
 
 /// A path an entry depends on, and what it looked like when the entry was built.
 #[derive(Debug)]

@@ -11,11 +11,8 @@ use std::{
     sync::Mutex,
 };
 
-use super::entry::Stamp;
+use super::stamp::Stamp;
 use crate::encoding::{Encoding, decodes_to};
-
-/// More verdicts than this are forgotten at once: they are remade on demand.
-const MAX_VERDICTS: usize = 3 * super::cache::MAX_ENTRIES;
 
 /// True when the sibling file decodes to the source file. A file that cannot be read is no
 /// match: the original is served instead.
@@ -28,9 +25,10 @@ pub(crate) fn sibling_matches(encoding: Encoding, sibling: &Path, source: &Path)
 }
 
 /// The verdicts made so far, by sibling path, with the stamps of both files they were made for.
-#[derive(Default)]
 pub(crate) struct Verdicts {
     made: Mutex<HashMap<PathBuf, Verdict>>,
+    /// More verdicts than this are forgotten at once: they are remade on demand.
+    max: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -41,6 +39,14 @@ struct Verdict {
 }
 
 impl Verdicts {
+    /// Remembers at most `max` verdicts.
+    pub(crate) fn bounded(max: usize) -> Self {
+        Self {
+            made: Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
     /// Whether the sibling is fresh, decoding it only when either file changed since the last
     /// verdict. A new stale verdict is logged once.
     pub(crate) fn is_fresh(
@@ -68,7 +74,7 @@ impl Verdicts {
             );
         }
         if let Ok(mut made) = self.made.lock() {
-            if made.len() >= MAX_VERDICTS {
+            if made.len() >= self.max {
                 made.clear();
             }
             let verdict = Verdict {
@@ -102,7 +108,7 @@ mod tests {
                 Stamp::of(&source).expect("source stamp"),
             )
         };
-        let verdicts = Verdicts::default();
+        let verdicts = Verdicts::bounded(8);
         let (sib, src) = stamps();
         assert!(verdicts.is_fresh(Encoding::Gzip, (&sibling, sib), (&source, src)));
 

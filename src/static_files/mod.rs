@@ -11,6 +11,7 @@ pub(crate) mod entry;
 pub(crate) mod freshness;
 pub(crate) mod resolve;
 pub mod scan;
+pub(crate) mod stamp;
 pub(crate) mod walk;
 
 use std::{
@@ -39,9 +40,10 @@ use self::{
     cache::{Cache, Cached, Lookup},
     cache_control::CachePolicy,
     conditional::{RangeRequest, none_match, parse_range, strong_match},
-    entry::{Builder, FileEntry, Kind, Representation, Stamp, etag_of},
+    entry::{Builder, FileEntry, Kind, Representation, etag_of},
     freshness::Verdicts,
     resolve::{Refusal, resolve},
+    stamp::Stamp,
 };
 use crate::{
     config::{ConfigError, StaticSettings},
@@ -81,7 +83,8 @@ impl StaticFiles {
             encodings: settings.encodings.clone(),
             policy: CachePolicy::from_settings(settings),
             cache: Cache::default(),
-            verdicts: Verdicts::default(),
+            // A few verdicts per cached path (one per sibling), forgotten together past that.
+            verdicts: Verdicts::bounded(3 * cache::MAX_ENTRIES),
         })
     }
 
