@@ -143,6 +143,22 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
     spawn_app_with(settings, Arc::new(|_| {})).await
 }
 
+/// An nginx-mode server with one extra route, `GET /test/panic`, whose handler panics.
+pub async fn spawn_app_with_panicking_route() -> TestApp {
+    let panicking: ExtraRoutes = Arc::new(|cfg: &mut actix_web::web::ServiceConfig| {
+        cfg.route(
+            "/test/panic",
+            actix_web::web::get().to(|| async {
+                if true {
+                    panic!("deliberate test panic");
+                }
+                "unreachable"
+            }),
+        );
+    });
+    spawn_app_with(nginx_mode_settings(), panicking).await
+}
+
 pub async fn spawn_app_with(settings: Settings, extra: ExtraRoutes) -> TestApp {
     let app =
         Application::build_with(settings, extra, Box::new(|| {})).expect("the test server builds");

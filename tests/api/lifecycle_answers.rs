@@ -7,7 +7,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use actix_web::web;
 use tandem::Application;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -15,7 +14,7 @@ use tokio::{
 };
 
 use crate::{
-    helpers::{nginx_mode_settings, spawn_app, spawn_app_with, test_settings},
+    helpers::{spawn_app, spawn_app_with_panicking_route, test_settings},
     websocket_client::{CLOSE, RawSocket},
 };
 
@@ -84,21 +83,7 @@ async fn a_websocket_upgrade_answered_while_draining_keeps_connection_upgrade() 
 
 #[tokio::test]
 async fn while_draining_even_a_panicking_handlers_500_closes_its_connection() {
-    let app = spawn_app_with(
-        nginx_mode_settings(),
-        Arc::new(|cfg: &mut web::ServiceConfig| {
-            cfg.route(
-                "/test/panic",
-                web::get().to(|| async {
-                    if true {
-                        panic!("deliberate test panic");
-                    }
-                    "unreachable"
-                }),
-            );
-        }),
-    )
-    .await;
+    let app = spawn_app_with_panicking_route().await;
     app.lifecycle.begin_drain();
     for path in ["/test/panic", "/no/such/route", "/json"] {
         let res = app.get(path).await;

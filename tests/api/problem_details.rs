@@ -1,12 +1,11 @@
 //! docs/reference.md §4 errors: RFC 9457 problem+json for every error status, `404.html` for browsers, and
 //! panics that cost one request, not the server.
 
-use std::sync::Arc;
-
-use actix_web::web;
 use serde_json::Value;
 
-use crate::helpers::{nginx_mode_settings, spawn_app, spawn_app_with, test_settings};
+use crate::helpers::{
+    nginx_mode_settings, spawn_app, spawn_app_with_panicking_route, test_settings,
+};
 
 async fn assert_problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status(), status);
@@ -121,21 +120,7 @@ async fn malformed_json_is_a_400_problem() {
 
 #[tokio::test]
 async fn a_panicking_handler_answers_500_and_the_server_lives_on() {
-    let app = spawn_app_with(
-        nginx_mode_settings(),
-        Arc::new(|cfg: &mut web::ServiceConfig| {
-            cfg.route(
-                "/test/panic",
-                web::get().to(|| async {
-                    if true {
-                        panic!("deliberate test panic");
-                    }
-                    "unreachable"
-                }),
-            );
-        }),
-    )
-    .await;
+    let app = spawn_app_with_panicking_route().await;
     // Keep one connection open across the panic: it must survive too.
     let first = app.get("/json").await;
     assert_eq!(first.status(), 200);
