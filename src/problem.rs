@@ -92,7 +92,30 @@ impl Problem {
     pub(crate) fn to_response(&self, request_id: Option<&str>) -> HttpResponse {
         let mut response = self.head();
         response.content_type(PROBLEM_JSON);
-        response.body(self.body(request_id).to_string())
+        response.body(self.body_bytes(request_id))
+    }
+
+    /// The serialized body. Without extension members (every problem but a few) it is written
+    /// directly, byte for byte what serializing [`Problem::body`] gives (members in key order),
+    /// because building the `Value` map costs a 404 more than the rest of its answer.
+    fn body_bytes(&self, request_id: Option<&str>) -> Vec<u8> {
+        if !self.members.is_empty() {
+            return self.body(request_id).to_string().into_bytes();
+        }
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let mut out = Vec::with_capacity(96 + self.detail.len() + title.len());
+        out.extend_from_slice(b"{\"detail\":");
+        write_json_str(&mut out, &self.detail);
+        if let Some(id) = request_id {
+            out.extend_from_slice(b",\"request_id\":");
+            write_json_str(&mut out, id);
+        }
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.extend_from_slice(b",\"title\":");
+        write_json_str(&mut out, title);
+        out.extend_from_slice(b",\"type\":\"about:blank\"}");
+        out
     }
 
     /// Status, `Cache-Control: no-store` and the problem's own headers, without a body.
@@ -131,6 +154,12 @@ impl Problem {
     }
 }
 
+/// Appends `value` as a JSON string, escaped as serde_json escapes it.
+fn write_json_str(out: &mut Vec<u8>, value: &str) {
+    // Writing a `str` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.status, self.detail)
@@ -164,6 +193,24 @@ mod tests {
         assert_eq!(body["detail"], "slow down");
         assert_eq!(body["request_id"], "abc");
         assert_eq!(body["retry_after"], 3);
+    }
+
+    #[test]
+    fn written_body_is_what_serializing_the_value_gives() {
+        let problems = [
+            Problem::not_found("no route or file matches this path"),
+            Problem::bad_request("quote \" backslash \\ newline \n tab \t nul \u{0} é ✓"),
+            Problem::new(StatusCode::from_u16(599).expect("a valid status"), "odd"),
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "slow").with_member("retry_after", 3),
+        ];
+        for problem in &problems {
+            for id in [Some("req-1"), None] {
+                assert_eq!(
+                    String::from_utf8(problem.body_bytes(id)).expect("utf-8"),
+                    problem.body(id).to_string(),
+                );
+            }
+        }
     }
 
     #[test]
