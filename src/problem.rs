@@ -2,7 +2,7 @@
 //! (docs/reference.md §4). A problem knows nothing of the request it answers: the pipeline's
 //! error layer ([`crate::pipeline`]) renders it once, with the request's ID.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use actix_web::{
     HttpResponse, ResponseError,
@@ -19,13 +19,14 @@ pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug, Clone)]
 pub struct Problem {
     status: StatusCode,
-    detail: String,
+    /// Borrowed for the fixed sentences, so the common 404 allocates nothing for it.
+    detail: Cow<'static, str>,
     members: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Problem {
-    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status,
             detail: detail.into(),
@@ -34,11 +35,11 @@ impl Problem {
         }
     }
 
-    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
     }
 
-    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
+    pub(crate) fn not_found(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
@@ -50,7 +51,7 @@ impl Problem {
         .with_header(header::ALLOW, HeaderValue::from_static(allow))
     }
 
-    pub(crate) fn service_unavailable(detail: impl Into<String>) -> Self {
+    pub(crate) fn service_unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
 
@@ -78,7 +79,7 @@ impl Problem {
             self.status.canonical_reason().unwrap_or("Error").into(),
         );
         body.insert("status".into(), self.status.as_u16().into());
-        body.insert("detail".into(), self.detail.clone().into());
+        body.insert("detail".into(), self.detail.as_ref().into());
         if let Some(id) = request_id {
             body.insert("request_id".into(), id.into());
         }
@@ -131,23 +132,20 @@ impl Problem {
     /// The generic problem for a status produced by something other than tandem's own code
     /// (actix's router, extractors, middleware).
     pub(crate) fn from_status(status: StatusCode, cause: Option<String>) -> Self {
-        let detail = match status {
-            StatusCode::NOT_FOUND => "no route or file matches this path".to_string(),
+        let detail: Cow<'static, str> = match status {
+            StatusCode::NOT_FOUND => "no route or file matches this path".into(),
             StatusCode::PAYLOAD_TOO_LARGE => {
-                "the request body is larger than server.max_body_bytes allows".to_string()
+                "the request body is larger than server.max_body_bytes allows".into()
             }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                "this resource accepts application/json bodies only".to_string()
+                "this resource accepts application/json bodies only".into()
             }
             StatusCode::INTERNAL_SERVER_ERROR => {
-                "the server failed while handling this request; it has been logged".to_string()
+                "the server failed while handling this request; it has been logged".into()
             }
             _ => match cause.filter(|c| !c.trim().is_empty()) {
-                Some(cause) => cause,
-                None => status
-                    .canonical_reason()
-                    .unwrap_or("request failed")
-                    .to_string(),
+                Some(cause) => cause.into(),
+                None => status.canonical_reason().unwrap_or("request failed").into(),
             },
         };
         Self::new(status, detail)
