@@ -20,6 +20,16 @@ fn parse_item(item: &str) -> Option<(&str, u16)> {
     Some((token, q))
 }
 
+/// [`parse_item`], with a shortcut for the usual item without parameters (`br`, ` gzip`): its
+/// q-value is 1 and there is nothing to split.
+fn bare_or_parsed_item(item: &str) -> Option<(&str, u16)> {
+    if item.as_bytes().contains(&b';') {
+        return parse_item(item);
+    }
+    let token = item.trim();
+    (!token.is_empty()).then_some((token, 1000))
+}
+
 /// An RFC 9110 qvalue in thousandths: `0`, `0.5`, `1.000`; anything else is `None`.
 fn parse_qvalue(value: &str) -> Option<u16> {
     let (int, frac) = value.split_once('.').unwrap_or((value, ""));
@@ -52,7 +62,7 @@ struct Accepted {
 impl Accepted {
     fn parse(header: &str) -> Self {
         let mut accepted = Self::default();
-        for (name, q) in header.split(',').filter_map(parse_item) {
+        for (name, q) in header.split(',').filter_map(bare_or_parsed_item) {
             if name == "*" {
                 accepted.star = Some(q);
             } else if name.eq_ignore_ascii_case("identity") {
