@@ -1,7 +1,7 @@
 """Reads the callgrind dumps bench/layer_cost.sh wrote and prints instructions per request:
 the whole request for each server and row, and for tandem each layer of its pipeline, outermost
-first, inclusive (the layer and everything inside it) and its own share (inclusive minus the
-next layer's inclusive).
+first, inclusive (the step and everything inside it) and its own share (inclusive minus the
+steps nested in it).
 
     python3 bench/layer_cost.py REQUESTS DIR
 """
@@ -12,30 +12,30 @@ import re
 import subprocess
 import sys
 
-# tandem's pipeline as startup.rs wraps it, outermost first, then the handler. Each entry names
-# the function whose inclusive cost is the layer: for an async fn, the poll of its future. Where
-# the release build inlined a layer into its neighbour, the label says what the symbol covers.
+# tandem's pipeline (src/pipeline/mod.rs), outermost first: one actix layer whose
+# `Pipeline::handle` runs each step in turn. Each entry is (label, regex of the function whose
+# inclusive cost is the step, depth): a step at depth d + 1 right below one at depth d runs inside
+# it, so a step's own cost is its inclusive cost minus that of the steps nested in it. For an
+# async fn the function is the poll of its future. The fat-LTO release build inlines
+# `context::enter`, `AccessLog::begin`, `route` (with catch_unwind and actix's router) and
+# `ErrorPages::render` into `Pipeline::handle`, so they have no symbol of their own: their cost is
+# in the pipeline's own column. A step that does not run on a row shows "–".
 TANDEM_LAYERS = [
     (
-        "request_id::assign, with actix's app entry (inlined together)",
-        r"actix_service::map_err::MapErrFuture<A,Req,F,E> as core::future::future::Future>::poll",
-    ),
-    ("client_ip::resolve", r"tandem::client_ip::resolve::\{\{closure\}\}"),
-    ("access_log::log_requests", r"tandem::access_log::log_requests::\{\{closure\}\}"),
-    ("shutdown::close_when_draining", r"tandem::shutdown::close_when_draining::\{\{closure\}\}"),
-    ("error_pages::render_errors", r"tandem::error_pages::render_errors::\{\{closure\}\}"),
-    (
-        "rate_limit::limit (limiter off) and CatchPanic's own future",
-        r"tandem::rate_limit::limit::\{\{closure\}\}",
+        "the pipeline: `PipelineService::call`'s future and `Pipeline::handle` (own: context, "
+        "access log, router, catch_unwind, error step, drain)",
+        r"tandem::pipeline::(Pipeline::handle|PipelineService<S> as actix_service::Service"
+        r"<actix_web::service::ServiceRequest>>::call)::\{\{closure\}\}$",
+        0,
     ),
     (
-        "inside CatchPanic's catch_unwind: body_limit::enforce, routing",
-        r"core::panic::unwind_safe::AssertUnwindSafe<F> as core::future::future::Future>::poll",
-    ),
-    (
-        "the handler, static_files::serve",
+        "the handler (static files: lookup, negotiation, headers)",
         r"actix_web::handler::handler_service::\{\{closure\}\}::\{\{closure\}\}",
+        1,
     ),
+    ("errors: Problem::to_response (status, headers, problem+json body)",
+     r"tandem::problem::Problem::to_response$", 1),
+    ("IDs echoed: context::Ids::echo", r"tandem::pipeline::context::Ids::echo$", 1),
 ]
 
 ROWS = ["html", "304", "404"]
@@ -88,7 +88,7 @@ def dumps(directory):
 def layer_costs(functions, requests):
     """[(layer, inclusive per request, matched function)] for the layers found."""
     result = []
-    for label, pattern in TANDEM_LAYERS:
+    for label, pattern, _ in TANDEM_LAYERS:
         matches = [(c, n) for n, c in functions.items() if re.search(pattern, n)]
         if matches:
             count, name = max(matches)
@@ -96,6 +96,18 @@ def layer_costs(functions, requests):
         else:
             result.append((label, None, None))
     return result
+
+
+def nested(index, layers):
+    """Inclusive instructions of the steps found directly inside step `index`."""
+    depth = TANDEM_LAYERS[index][2]
+    total = 0.0
+    for (_, _, d), (_, count, _) in zip(TANDEM_LAYERS[index + 1 :], layers[index + 1 :]):
+        if d <= depth:
+            break
+        if d == depth + 1 and count is not None:
+            total += count
+    return total
 
 
 def main():
@@ -132,7 +144,7 @@ def main():
     for row in ROWS:
         p = profiles.get(("tandem", row))
         by_row[row] = layer_costs(p[1], requests) if p else []
-    for index, (label, _) in enumerate(TANDEM_LAYERS):
+    for index, (label, _, _) in enumerate(TANDEM_LAYERS):
         cells = []
         for row in ROWS:
             layers = by_row[row]
@@ -140,7 +152,7 @@ def main():
                 cells += ["–", "–"]
                 continue
             inclusive = layers[index][1]
-            inner = next((c for _, c, _ in layers[index + 1 :] if c is not None), 0.0)
+            inner = nested(index, layers)
             cells += [f"{inclusive:,.0f}", f"{inclusive - inner:,.0f}"]
         print(f"| {label} | " + " | ".join(cells) + " |")
     cells = []

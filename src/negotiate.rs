@@ -20,13 +20,28 @@ fn parse_item(item: &str) -> Option<(&str, u16)> {
     Some((token, q))
 }
 
+/// [`parse_item`], with a shortcut for the usual item without parameters (`br`, ` gzip`): its
+/// q-value is 1 and there is nothing to split.
+fn bare_or_parsed_item(item: &str) -> Option<(&str, u16)> {
+    if item.as_bytes().contains(&b';') {
+        return parse_item(item);
+    }
+    let token = item.trim();
+    (!token.is_empty()).then_some((token, 1000))
+}
+
 /// An RFC 9110 qvalue in thousandths: `0`, `0.5`, `1.000`; anything else is `None`.
 fn parse_qvalue(value: &str) -> Option<u16> {
     let (int, frac) = value.split_once('.').unwrap_or((value, ""));
     if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let frac_value = format!("{frac:0<3}").parse::<u16>().ok()?;
+    // `frac` is at most three digits; missing ones count as trailing zeros.
+    let frac_value = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(3)
+        .fold(0u16, |acc, digit| acc * 10 + u16::from(digit - b'0'));
     match int {
         "0" => Some(frac_value),
         "1" if frac_value == 0 => Some(1000),
@@ -34,18 +49,38 @@ fn parse_qvalue(value: &str) -> Option<u16> {
     }
 }
 
-/// The q-value (thousandths) `header` gives `token`: its own entry, else `*`'s, else `None`.
-fn qvalue_of(header: &str, token: &str) -> Option<u16> {
-    let mut star = None;
-    for (name, q) in header.split(',').filter_map(parse_item) {
-        if name.eq_ignore_ascii_case(token) {
-            return Some(q);
+/// What an `Accept-Encoding` header says, read in one pass: the first q-value naming each
+/// coding, the last `*` and the first `identity` (the rules the header's repeated items follow
+/// here).
+#[derive(Default)]
+struct Accepted {
+    codings: [Option<u16>; Encoding::ALL.len()],
+    star: Option<u16>,
+    identity: Option<u16>,
+}
+
+impl Accepted {
+    fn parse(header: &str) -> Self {
+        let mut accepted = Self::default();
+        for (name, q) in header.split(',').filter_map(bare_or_parsed_item) {
+            if name == "*" {
+                accepted.star = Some(q);
+            } else if name.eq_ignore_ascii_case("identity") {
+                accepted.identity.get_or_insert(q);
+            } else if let Some(encoding) = Encoding::ALL
+                .into_iter()
+                .find(|e| name.eq_ignore_ascii_case(e.token()))
+            {
+                accepted.codings[encoding.index()].get_or_insert(q);
+            }
         }
-        if name == "*" {
-            star = Some(q);
-        }
+        accepted
     }
-    star
+
+    /// The q-value of `encoding`: its own item's, else `*`'s.
+    fn q(&self, encoding: Encoding) -> Option<u16> {
+        self.codings[encoding.index()].or(self.star)
+    }
 }
 
 /// Picks the content coding for a response.
@@ -58,10 +93,10 @@ pub(crate) fn choose_encoding(
     preference: &[Encoding],
     available: impl Fn(Encoding) -> bool,
 ) -> Option<Encoding> {
-    let header = accept_encoding?;
+    let accepted = Accepted::parse(accept_encoding?);
     let mut best: Option<(Encoding, u16)> = None;
     for &encoding in preference {
-        let Some(q) = qvalue_of(header, encoding.token()) else {
+        let Some(q) = accepted.q(encoding) else {
             continue;
         };
         if q == 0 || !available(encoding) {
@@ -72,12 +107,7 @@ pub(crate) fn choose_encoding(
         }
     }
     let (encoding, q) = best?;
-    let identity_q = header
-        .split(',')
-        .filter_map(parse_item)
-        .find(|(name, _)| name.eq_ignore_ascii_case("identity"))
-        .map(|(_, q)| q);
-    match identity_q {
+    match accepted.identity {
         Some(identity_q) if identity_q > q => None,
         _ => Some(encoding),
     }

@@ -2,7 +2,7 @@
 //! (docs/reference.md §4). A problem knows nothing of the request it answers: the pipeline's
 //! error layer ([`crate::pipeline`]) renders it once, with the request's ID.
 
-use std::fmt;
+use std::{borrow::Cow, fmt};
 
 use actix_web::{
     HttpResponse, ResponseError,
@@ -19,13 +19,14 @@ pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug, Clone)]
 pub struct Problem {
     status: StatusCode,
-    detail: String,
+    /// Borrowed for the fixed sentences, so the common 404 allocates nothing for it.
+    detail: Cow<'static, str>,
     members: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Problem {
-    pub(crate) fn new(status: StatusCode, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, detail: impl Into<Cow<'static, str>>) -> Self {
         Self {
             status,
             detail: detail.into(),
@@ -34,11 +35,11 @@ impl Problem {
         }
     }
 
-    pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, detail)
     }
 
-    pub(crate) fn not_found(detail: impl Into<String>) -> Self {
+    pub(crate) fn not_found(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::NOT_FOUND, detail)
     }
 
@@ -50,7 +51,7 @@ impl Problem {
         .with_header(header::ALLOW, HeaderValue::from_static(allow))
     }
 
-    pub(crate) fn service_unavailable(detail: impl Into<String>) -> Self {
+    pub(crate) fn service_unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, detail)
     }
 
@@ -78,7 +79,7 @@ impl Problem {
             self.status.canonical_reason().unwrap_or("Error").into(),
         );
         body.insert("status".into(), self.status.as_u16().into());
-        body.insert("detail".into(), self.detail.clone().into());
+        body.insert("detail".into(), self.detail.as_ref().into());
         if let Some(id) = request_id {
             body.insert("request_id".into(), id.into());
         }
@@ -92,7 +93,30 @@ impl Problem {
     pub(crate) fn to_response(&self, request_id: Option<&str>) -> HttpResponse {
         let mut response = self.head();
         response.content_type(PROBLEM_JSON);
-        response.body(self.body(request_id).to_string())
+        response.body(self.body_bytes(request_id))
+    }
+
+    /// The serialized body. Without extension members (every problem but a few) it is written
+    /// directly, byte for byte what serializing [`Problem::body`] gives (members in key order),
+    /// because building the `Value` map costs a 404 more than the rest of its answer.
+    fn body_bytes(&self, request_id: Option<&str>) -> Vec<u8> {
+        if !self.members.is_empty() {
+            return self.body(request_id).to_string().into_bytes();
+        }
+        let title = self.status.canonical_reason().unwrap_or("Error");
+        let mut out = Vec::with_capacity(96 + self.detail.len() + title.len());
+        out.extend_from_slice(b"{\"detail\":");
+        write_json_str(&mut out, &self.detail);
+        if let Some(id) = request_id {
+            out.extend_from_slice(b",\"request_id\":");
+            write_json_str(&mut out, id);
+        }
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.extend_from_slice(b",\"title\":");
+        write_json_str(&mut out, title);
+        out.extend_from_slice(b",\"type\":\"about:blank\"}");
+        out
     }
 
     /// Status, `Cache-Control: no-store` and the problem's own headers, without a body.
@@ -108,27 +132,30 @@ impl Problem {
     /// The generic problem for a status produced by something other than tandem's own code
     /// (actix's router, extractors, middleware).
     pub(crate) fn from_status(status: StatusCode, cause: Option<String>) -> Self {
-        let detail = match status {
-            StatusCode::NOT_FOUND => "no route or file matches this path".to_string(),
+        let detail: Cow<'static, str> = match status {
+            StatusCode::NOT_FOUND => "no route or file matches this path".into(),
             StatusCode::PAYLOAD_TOO_LARGE => {
-                "the request body is larger than server.max_body_bytes allows".to_string()
+                "the request body is larger than server.max_body_bytes allows".into()
             }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-                "this resource accepts application/json bodies only".to_string()
+                "this resource accepts application/json bodies only".into()
             }
             StatusCode::INTERNAL_SERVER_ERROR => {
-                "the server failed while handling this request; it has been logged".to_string()
+                "the server failed while handling this request; it has been logged".into()
             }
             _ => match cause.filter(|c| !c.trim().is_empty()) {
-                Some(cause) => cause,
-                None => status
-                    .canonical_reason()
-                    .unwrap_or("request failed")
-                    .to_string(),
+                Some(cause) => cause.into(),
+                None => status.canonical_reason().unwrap_or("request failed").into(),
             },
         };
         Self::new(status, detail)
     }
+}
+
+/// Appends `value` as a JSON string, escaped as serde_json escapes it.
+fn write_json_str(out: &mut Vec<u8>, value: &str) {
+    // Writing a `str` into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
 }
 
 impl fmt::Display for Problem {
@@ -164,6 +191,24 @@ mod tests {
         assert_eq!(body["detail"], "slow down");
         assert_eq!(body["request_id"], "abc");
         assert_eq!(body["retry_after"], 3);
+    }
+
+    #[test]
+    fn written_body_is_what_serializing_the_value_gives() {
+        let problems = [
+            Problem::not_found("no route or file matches this path"),
+            Problem::bad_request("quote \" backslash \\ newline \n tab \t nul \u{0} é ✓"),
+            Problem::new(StatusCode::from_u16(599).expect("a valid status"), "odd"),
+            Problem::new(StatusCode::TOO_MANY_REQUESTS, "slow").with_member("retry_after", 3),
+        ];
+        for problem in &problems {
+            for id in [Some("req-1"), None] {
+                assert_eq!(
+                    String::from_utf8(problem.body_bytes(id)).expect("utf-8"),
+                    problem.body(id).to_string(),
+                );
+            }
+        }
     }
 
     #[test]

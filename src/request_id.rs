@@ -37,7 +37,10 @@ pub fn is_valid_id(value: &str, max: usize) -> bool {
 
 /// A fresh random request ID (UUID v4, hyphenated).
 pub(crate) fn fresh_id() -> String {
-    uuid::Uuid::new_v4().to_string()
+    // Encoded into a stack buffer rather than through `Display`: the formatter's machinery cost
+    // more than the random bytes.
+    let mut buf = uuid::Uuid::encode_buffer();
+    String::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
 }
 
 impl RequestMeta {
@@ -112,6 +115,14 @@ mod tests {
         for (value, valid) in cases {
             assert_eq!(is_valid_id(value, 128), *valid, "{value:?}");
         }
+    }
+
+    #[test]
+    fn fresh_ids_are_lower_case_hyphenated_uuids() {
+        let id = fresh_id();
+        let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
+        assert_eq!(id, parsed.hyphenated().to_string());
+        assert_eq!(parsed.get_version_num(), 4);
     }
 
     #[test]
