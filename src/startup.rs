@@ -81,7 +81,9 @@ impl From<ConfigError> for StartError {
     }
 }
 
-/// Extra routes registered ahead of the static fallback (tests add a panicking handler).
+/// Extra routes registered ahead of the static fallback (tests add a panicking handler). With
+/// none, a path the route table does not know can only be a static file, and the pipeline sends
+/// it to the static files without asking actix's router.
 pub type ExtraRoutes = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
 
 /// Work that must finish before `/startupz` answers 200, run after the sibling scan on the same
@@ -107,18 +109,18 @@ struct Shared {
     static_files: Option<web::Data<StaticFiles>>,
     pipeline: PipelineLayer,
     max_body_bytes: usize,
-    extra: ExtraRoutes,
+    extra: Option<ExtraRoutes>,
 }
 
 impl Application {
     /// Binds and starts serving; must run inside actix's runtime.
     pub fn build(settings: Settings) -> Result<Self, StartError> {
-        Self::build_with(settings, Arc::new(|_| {}), Box::new(|| {}))
+        Self::build_with(settings, None, Box::new(|| {}))
     }
 
     pub fn build_with(
         settings: Settings,
-        extra: ExtraRoutes,
+        extra: Option<ExtraRoutes>,
         startup_work: StartupWork,
     ) -> Result<Self, StartError> {
         let listener = bind(&settings)?;
@@ -140,7 +142,13 @@ impl Application {
             proxies: web::Data::new(TrustedProxies::from_settings(&settings)?),
             // One registry for all workers, so `websocket.max_connections` caps the whole server.
             sockets: web::Data::from(SocketRegistry::new(settings.websocket.max_connections)),
-            pipeline: pipeline_of(&settings, &lifecycle, rate_limit, static_files.as_ref())?,
+            pipeline: pipeline_of(
+                &settings,
+                &lifecycle,
+                rate_limit,
+                static_files.as_ref(),
+                extra.is_none(),
+            )?,
             static_files,
             max_body_bytes: settings.server.max_body_bytes,
             extra,
@@ -214,6 +222,7 @@ fn pipeline_of(
     lifecycle: &Arc<Lifecycle>,
     rate_limit: Option<Arc<RateLimit>>,
     static_files: Option<&web::Data<StaticFiles>>,
+    only_table_routes: bool,
 ) -> Result<PipelineLayer, StartError> {
     // The 404 page comes from the static cache. nginx mode serves no files, but tandem still
     // answers browsers' 404s with the page when the roots are there to read it from.
@@ -234,6 +243,7 @@ fn pipeline_of(
             static_files: pages,
         },
         lifecycle: lifecycle.clone(),
+        direct_static: static_files.filter(|_| only_table_routes).cloned(),
     }))
 }
 
@@ -276,7 +286,11 @@ fn app(
         .app_data(api::json_config(max_body_bytes))
         .app_data(web::PayloadConfig::new(max_body_bytes))
         .configure(routes::register)
-        .configure(|cfg| extra(cfg))
+        .configure(|cfg| {
+            if let Some(extra) = &extra {
+                extra(cfg);
+            }
+        })
         .default_service(match static_files {
             Some(files) => web::to(move |req| static_files::serve(req, files.clone())),
             None => web::to(|| async {

@@ -139,8 +139,10 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
+/// The server as production builds it: the route table's routes only, so static files take
+/// the pipeline's direct way.
 pub async fn spawn_app(settings: Settings) -> TestApp {
-    spawn_app_with(settings, Arc::new(|_| {})).await
+    spawn(settings, None).await
 }
 
 /// An nginx-mode server with one extra route, `GET /test/panic`, whose handler panics.
@@ -159,7 +161,13 @@ pub async fn spawn_app_with_panicking_route() -> TestApp {
     spawn_app_with(nginx_mode_settings(), panicking).await
 }
 
+/// The server with `extra` routes of the test's ahead of the static files (which then go
+/// through actix's router).
 pub async fn spawn_app_with(settings: Settings, extra: ExtraRoutes) -> TestApp {
+    spawn(settings, Some(extra)).await
+}
+
+async fn spawn(settings: Settings, extra: Option<ExtraRoutes>) -> TestApp {
     let app =
         Application::build_with(settings, extra, Box::new(|| {})).expect("the test server builds");
     let addr = app.local_addr();

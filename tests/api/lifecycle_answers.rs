@@ -3,7 +3,7 @@
 //! reason is not UTF-8 (RFC 6455 §8.1).
 
 use std::{
-    sync::{Arc, Mutex, mpsc},
+    sync::{Mutex, mpsc},
     time::{Duration, Instant},
 };
 
@@ -25,7 +25,7 @@ async fn startupz_answers_503_until_the_start_up_work_is_done_then_200() {
     let hold = Mutex::new(hold);
     let app = Application::build_with(
         test_settings(),
-        Arc::new(|_| {}),
+        None,
         Box::new(move || {
             let _ = hold
                 .lock()

@@ -155,9 +155,16 @@ async fn methods_other_than_get_and_head_are_405_with_allow() {
 async fn routes_win_over_files_with_the_same_path() {
     let roots = StaticRoots::new();
     let app = spawn_app(roots.settings()).await;
-    let res = app.get("/json").await;
-    assert_eq!(res.status(), 200);
-    assert_eq!(res.text().await.unwrap(), r#"{"message":"Hello, World!"}"#);
+    // `htdocs/json` exists; however the path is spelled, the route answers, not the file.
+    for path in ["/json", "/%6Ason", "/j%73o%6E"] {
+        let res = app.get(path).await;
+        assert_eq!(res.status(), 200, "{path}");
+        assert_eq!(
+            res.text().await.unwrap(),
+            r#"{"message":"Hello, World!"}"#,
+            "{path}"
+        );
+    }
 }
 
 #[test]
