@@ -29,8 +29,10 @@ TANDEM_LAYERS = [
         0,
     ),
     (
-        "the handler (static files: lookup, negotiation, headers)",
-        r"actix_web::handler::handler_service::\{\{closure\}\}::\{\{closure\}\}",
+        "the handler (static files: lookup, negotiation, headers), called by the router or, with "
+        "only the route table's routes, by the pipeline itself",
+        r"(actix_web::handler::handler_service::\{\{closure\}\}::\{\{closure\}\}"
+        r"|^tandem::static_files::serve::\{\{closure\}\}$)",
         1,
     ),
     ("errors: Problem::to_response (status, headers, problem+json body)",
