@@ -43,3 +43,25 @@ wait_for_port() {
     cat "$log" >&2
     return 1
 }
+
+# Installs the Debian packages named, if any (the callers name only the missing ones).
+install_missing() {
+    [ $# -eq 0 ] && return
+    echo "installing $*" >&2
+    apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
+}
+
+# Sets TANDEM and FLOOR: TANDEM_BIN and FLOOR_BIN when given (to compare binaries), else release
+# builds of this checkout and of bench/floor.
+release_servers() {
+    TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
+    if [ -z "${TANDEM_BIN:-}" ]; then
+        echo "building tandem (release)" >&2
+        (cd "$REPO" && cargo build --release --quiet)
+    fi
+    FLOOR=${FLOOR_BIN:-$BENCH/floor/target/release/tandem-floor}
+    if [ -z "${FLOOR_BIN:-}" ]; then
+        echo "building the framework floor (release)" >&2
+        cargo build --release --quiet --manifest-path "$BENCH/floor/Cargo.toml"
+    fi
+}

@@ -31,21 +31,9 @@ need=()
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v brotli >/dev/null || need+=(brotli)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}" >&2
-    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+install_missing "${need[@]}"
 
-TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
-if [ -z "${TANDEM_BIN:-}" ]; then
-    echo "building tandem (release)" >&2
-    (cd "$REPO" && cargo build --release --quiet)
-fi
-FLOOR=${FLOOR_BIN:-$BENCH/floor/target/release/tandem-floor}
-if [ -z "${FLOOR_BIN:-}" ]; then
-    echo "building the framework floor (release)" >&2
-    cargo build --release --quiet --manifest-path "$BENCH/floor/Cargo.toml"
-fi
+release_servers
 
 WORK=$(mktemp -d /tmp/tandem-layer-cost.XXXXXX)
 SERVER_PID=""

@@ -32,22 +32,10 @@ command -v nginx >/dev/null || need+=(nginx)
 [ -f "$BROTLI_MODULE" ] || need+=(libnginx-mod-http-brotli-static)
 command -v wrk >/dev/null || need+=(wrk)
 command -v brotli >/dev/null || need+=(brotli)
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing ${need[*]}" >&2
-    apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+install_missing "${need[@]}"
 
 # TANDEM_BIN / FLOOR_BIN skip the builds (e.g. to compare two binaries).
-TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
-if [ -z "${TANDEM_BIN:-}" ]; then
-    echo "building tandem (release)" >&2
-    (cd "$REPO" && cargo build --release --quiet)
-fi
-FLOOR=${FLOOR_BIN:-$BENCH/floor/target/release/tandem-floor}
-if [ -z "${FLOOR_BIN:-}" ]; then
-    echo "building the framework floor (release)" >&2
-    cargo build --release --quiet --manifest-path "$BENCH/floor/Cargo.toml"
-fi
+release_servers
 
 WORK=$(mktemp -d /tmp/tandem-bench.XXXXXX)
 chmod 755 "$WORK"  # nginx workers run as an unprivileged user
