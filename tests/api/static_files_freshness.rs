@@ -40,6 +40,13 @@ fn site_with_brotli_page() -> (StaticRoots, PathBuf, PathBuf) {
     )
 }
 
+/// A server on the roots, brotli only, like the commands below.
+async fn brotli_only_server(roots: &StaticRoots) -> crate::helpers::TestApp {
+    let mut settings = roots.settings();
+    settings.static_files.encodings = vec![tandem::config::Encoding::Br];
+    spawn_app(settings).await
+}
+
 /// Runs the binary on the roots, brotli only, so the fixture's other files need no siblings.
 fn run(roots: &StaticRoots, args: &[&str]) -> Output {
     tandem_command()
@@ -98,16 +105,10 @@ async fn a_sibling_older_than_its_source_with_the_same_content_is_fresh_everywhe
     roots.shift_mtime(&br, -60);
     assert!(mtime(&br) < mtime(&html));
 
-    let mut settings = roots.settings();
-    settings.static_files.encodings = vec![tandem::config::Encoding::Br];
-    let app = spawn_app(settings).await;
+    let app = brotli_only_server(&roots).await;
     let res = app
-        .client
-        .get(app.url("/page.html"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/page.html", &[("accept-encoding", "br")])
+        .await;
     assert_eq!(res.headers()["content-encoding"], "br");
     assert_eq!(res.bytes().await.unwrap(), std::fs::read(&br).unwrap());
 
@@ -138,16 +139,10 @@ async fn a_sibling_whose_content_differs_is_stale_everywhere_even_when_newer() {
     roots.shift_mtime(&br, 60);
     assert!(mtime(&br) > mtime(&html));
 
-    let mut settings = roots.settings();
-    settings.static_files.encodings = vec![tandem::config::Encoding::Br];
-    let app = spawn_app(settings).await;
+    let app = brotli_only_server(&roots).await;
     let res = app
-        .client
-        .get(app.url("/page.html"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/page.html", &[("accept-encoding", "br")])
+        .await;
     // Not the sibling: the original, compressed by tandem itself.
     let encoding = res
         .headers()
