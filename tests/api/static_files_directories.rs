@@ -112,10 +112,13 @@ async fn nginx_mode_serves_no_files() {
     assert_eq!(app.get("/").await.status(), 404);
 }
 
-/// Polls `/startupz` from the moment the binary starts: it must answer 503 while the start-up
-/// scan of a large tree runs, then 200, and never 503 again.
+/// Polls `/startupz` from the moment the binary starts, over a large tree: only 503 (scan
+/// running) or 200, 200 for good once it comes, and the scan's summary logged by then. Whether
+/// the first poll lands before the scan ends depends on the machine's load, so the 503 itself is
+/// proven where start-up can be held open: `lifecycle_answers::
+/// startupz_answers_503_until_the_start_up_work_is_done_then_200` (the work runs after the scan).
 #[test]
-fn startupz_answers_503_until_the_static_roots_are_scanned() {
+fn startupz_turns_200_once_the_static_roots_are_scanned_and_stays_200() {
     let roots = StaticRoots::new();
     // Enough compressible files without siblings that the scan takes a while.
     for dir in 0..100 {
@@ -143,7 +146,6 @@ fn startupz_answers_503_until_the_static_roots_are_scanned() {
             answers.push(status);
         }
     }
-    assert_eq!(answers.first(), Some(&503), "{answers:?}");
     assert!(answers.iter().all(|&s| s == 503 || s == 200), "{answers:?}");
     assert!(
         server.stderr().contains("missing precompressed siblings"),
