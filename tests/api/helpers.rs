@@ -284,6 +284,19 @@ impl BinaryServer {
         request.send().expect("request to the tandem binary")
     }
 
+    /// Waits up to `within` for a line containing `needle` on stderr (a reader thread collects
+    /// it, so a line the server already wrote may take a moment to show), then returns stderr.
+    pub fn stderr_once_it_says(&self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let stderr = self.stderr();
+            if stderr.contains(needle) || Instant::now() >= deadline {
+                return stderr;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn stderr(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
