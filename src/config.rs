@@ -27,6 +27,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub websocket: WebSocketSettings,
     pub log: LogSettings,
+    pub metrics: MetricsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +143,45 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
+}
+
+/// Where `/metrics` is served (docs/reference.md §3, §4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    pub listen: MetricsListen,
+}
+
+/// `metrics.listen`: `"off"`, or the address of a listener of its own, never the public port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetricsListen {
+    #[default]
+    Off,
+    At(std::net::SocketAddr),
+}
+
+impl Serialize for MetricsListen {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MetricsListen::Off => serializer.serialize_str("off"),
+            MetricsListen::At(addr) => serializer.collect_str(addr),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricsListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let text = text.trim();
+        if text.eq_ignore_ascii_case("off") {
+            return Ok(MetricsListen::Off);
+        }
+        text.parse().map(MetricsListen::At).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{text:?} is neither \"off\" nor an address with a port such as \"127.0.0.1:9464\""
+            ))
+        })
+    }
 }
 
 impl Default for AppSettings {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod encoding;
 pub mod healthcheck;
 pub mod lifecycle;
+pub(crate) mod metrics;
 pub(crate) mod negotiate;
 pub(crate) mod pipeline;
 pub mod precompress;

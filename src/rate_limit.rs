@@ -72,9 +72,7 @@ pub enum Scope {
 
 /// The scope of a request path, as the router matches it (percent-decoded, unnormalised).
 pub fn scope_of(path: &str) -> Scope {
-    let api = path
-        .strip_prefix(routes::API_PREFIX)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let api = routes::is_under_api(path);
     match routes::at(path) {
         Some(route) if route.probe => Scope::Probe,
         Some(route) if route.limited => Scope::Dynamic,

@@ -21,7 +21,8 @@ use crate::{
     client_ip::TrustedProxies,
     config::{ConfigError, ServerSettings, Settings, StaticMode, StaticSettings},
     lifecycle::{Lifecycle, listener_gate::ListenerGate, signals::StopSequence},
-    pipeline::{AccessLog, BodyLimit, ErrorPages, Pipeline, PipelineLayer},
+    metrics::{Exposure, Metrics, Sources, class::RouteClass},
+    pipeline::{AccessLog, BodyLimit, ErrorPages, Figures, Pipeline, PipelineLayer},
     problem::Problem,
     rate_limit::{Pruner, RateLimit},
     routes::{self, api},
@@ -98,6 +99,8 @@ pub struct Application {
     settings: Arc<Settings>,
     gate: Option<ListenerGate>,
     _pruner: Option<Pruner>,
+    /// `/metrics`'s own server, stopped after the public one (docs/reference.md §4).
+    metrics: Exposure,
 }
 
 /// What the per-worker app factory needs, built once for all workers.
@@ -133,28 +136,40 @@ impl Application {
         let rate_limit = RateLimit::build(&settings.rate_limit)?.map(Arc::new);
         let pruner = rate_limit.as_ref().map(RateLimit::spawn_pruner);
         let static_files = static_files_of(&settings)?.map(web::Data::new);
+        // One registry for all workers, so `websocket.max_connections` caps the whole server.
+        let sockets = SocketRegistry::new(settings.websocket.max_connections);
+        let metrics = Exposure::start(
+            settings.metrics.listen,
+            Sources {
+                sockets: sockets.clone(),
+                static_files: static_files.as_ref().map(|f| f.clone().into_inner()),
+                lifecycle: lifecycle.clone(),
+            },
+        )
+        .map_err(StartError::Io)?;
         let shared = Shared {
             state: web::Data::new(AppState {
                 settings: settings.clone(),
                 started_at: Instant::now(),
                 lifecycle: lifecycle.clone(),
+                metrics: metrics.metrics.clone(),
             }),
             proxies: web::Data::new(TrustedProxies::from_settings(&settings)?),
-            // One registry for all workers, so `websocket.max_connections` caps the whole server.
-            sockets: web::Data::from(SocketRegistry::new(settings.websocket.max_connections)),
+            sockets: web::Data::from(sockets),
             pipeline: pipeline_of(
                 &settings,
                 &lifecycle,
                 rate_limit,
                 static_files.as_ref(),
                 extra.is_none(),
+                &metrics.metrics,
             )?,
             static_files,
             max_body_bytes: settings.server.max_body_bytes,
             extra,
         };
         let server = serve(&settings.server, listener, shared)?;
-        start_up(&settings, lifecycle.clone(), startup_work);
+        start_up(&settings, lifecycle.clone(), startup_work, &metrics.metrics);
         Ok(Self {
             server,
             local_addr,
@@ -162,6 +177,7 @@ impl Application {
             settings,
             gate,
             _pruner: pruner,
+            metrics,
         })
     }
 
@@ -179,6 +195,11 @@ impl Application {
 
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// Where `/metrics` is served (`metrics.listen`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.server.as_ref().map(|running| running.addr)
     }
 
     /// Serves until a stop signal has run the stop sequence (docs/reference.md §9) to its end.
@@ -200,8 +221,18 @@ impl Application {
         }
         .install(self.lifecycle.clone(), self.server.handle())?;
         let stop_task = tokio::spawn(stop);
+        if let Some(metrics) = &self.metrics.server {
+            log::info!(
+                "metrics on http://{}/metrics (metrics.listen)",
+                metrics.addr
+            );
+        }
         let result = self.server.await;
         stop_task.abort();
+        // Scrapes are answered while the public server drains, then stop with it.
+        if let Some(metrics) = self.metrics.server {
+            metrics.stop().await;
+        }
         log::info!("stopped");
         result
     }
@@ -223,6 +254,7 @@ fn pipeline_of(
     rate_limit: Option<Arc<RateLimit>>,
     static_files: Option<&web::Data<StaticFiles>>,
     only_table_routes: bool,
+    metrics: &Arc<Metrics>,
 ) -> Result<PipelineLayer, StartError> {
     // The 404 page comes from the static cache. nginx mode serves no files, but tandem still
     // answers browsers' 404s with the page when the roots are there to read it from.
@@ -244,6 +276,13 @@ fn pipeline_of(
         },
         lifecycle: lifecycle.clone(),
         direct_static: static_files.filter(|_| only_table_routes).cloned(),
+        figures: Figures {
+            metrics: metrics.clone(),
+            unrouted: match settings.static_files.mode {
+                StaticMode::App => RouteClass::Static,
+                StaticMode::Nginx => RouteClass::Other,
+            },
+        },
     }))
 }
 
@@ -337,11 +376,18 @@ fn serve(
 /// The start-up work `/startupz` waits for (docs/reference.md §4, §9): in app mode the sibling
 /// scan, which reads every file of both roots. It runs after binding, off the workers, so the
 /// probes answer (503) while it runs.
-fn start_up(settings: &Arc<Settings>, lifecycle: Arc<Lifecycle>, work: StartupWork) {
+fn start_up(
+    settings: &Arc<Settings>,
+    lifecycle: Arc<Lifecycle>,
+    work: StartupWork,
+    metrics: &Arc<Metrics>,
+) {
     let settings = settings.clone();
+    let metrics = metrics.clone();
     actix_web::rt::task::spawn_blocking(move || {
         if settings.static_files.mode == StaticMode::App {
             let report = static_files::scan::scan(&settings.static_files);
+            metrics.scanned(report.stale.len(), report.missing.len());
             if let Some(summary) = report.summary() {
                 log::warn!("{summary}");
             }

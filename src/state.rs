@@ -1,14 +1,15 @@
-//! What handlers share: the settings, the start time for `/api/status`'s uptime, and the
-//! process's lifecycle for the probes (docs/reference.md §4). Its own module so that neither the
+//! What handlers share: the settings, the start time for `/api/status`'s uptime, the
+//! process's lifecycle for the probes and the figures for `/api/metrics` (docs/reference.md §4). Its own module so that neither the
 //! routes nor the lifecycle need `startup`.
 
 use std::{sync::Arc, time::Instant};
 
-use crate::{config::Settings, lifecycle::Lifecycle};
+use crate::{config::Settings, lifecycle::Lifecycle, metrics::Metrics};
 
 #[derive(Debug)]
 pub(crate) struct AppState {
     pub(crate) settings: Arc<Settings>,
     pub(crate) started_at: Instant,
     pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) metrics: Arc<Metrics>,
 }

@@ -13,7 +13,8 @@
 //! 6. error shape: any status of 400 or more becomes problem+json or the 404 page, once
 //!    ([`errors`]);
 //! 7. IDs and quota echoed, `Connection: close` while draining ([`drain`]), and the access line
-//!    written when the body is sent.
+//!    written when the body is sent;
+//! 8. the request counted for `/metrics` by route class and status class ([`figures`]).
 //!
 //! A static cache hit takes the short way through: steps 3 and 4 are a comparison each when
 //! they do not apply, step 6 is skipped below 400, and nothing is allocated for the access log
@@ -26,6 +27,7 @@ mod body_limit;
 mod context;
 mod drain;
 mod errors;
+mod figures;
 mod rate_limit;
 
 use std::{
@@ -33,6 +35,7 @@ use std::{
     panic::AssertUnwindSafe,
     rc::Rc,
     sync::Arc,
+    time::Instant,
 };
 
 use actix_web::{
@@ -44,7 +47,9 @@ use actix_web::{
 };
 use futures_util::{FutureExt, future::LocalBoxFuture};
 
-pub(crate) use self::{access_log::AccessLog, body_limit::BodyLimit, errors::ErrorPages};
+pub(crate) use self::{
+    access_log::AccessLog, body_limit::BodyLimit, errors::ErrorPages, figures::Figures,
+};
 use self::{context::RequestContext, errors::Rendered};
 use crate::{
     client_ip::TrustedProxies,
@@ -66,6 +71,7 @@ pub(crate) struct Pipeline {
     /// The static files, to answer a path no route has without asking the router; `None` when
     /// other routes than the table's exist (tests), or in nginx mode.
     pub(crate) direct_static: Option<web::Data<StaticFiles>>,
+    pub(crate) figures: Figures,
 }
 
 /// The pipeline as an actix layer; cloned into every worker.
@@ -130,21 +136,31 @@ impl Pipeline {
         S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
         B: MessageBody + 'static,
     {
+        let started = Instant::now();
         let context = context::enter(&req, &self.proxies);
         let log = self.access_log.begin(&req, context.client_ip);
+        // The router's view of the path, looked up once for the static shortcut and the figures.
+        let route = routes::at(req.match_info().as_str());
+        let class = self.figures.class_of(route, req.match_info().as_str());
         let counted = rate_limit::count(self.rate_limit.as_deref(), &req, context.client_ip).await;
         let refusal = match &counted {
-            Err(problem) => Some(problem.clone()),
+            Err(problem) => {
+                self.figures.rate_limited();
+                Some(problem.clone())
+            }
             Ok(_) => self.body_limit.refusal(req.headers()),
         };
-        let answered = match (refusal, self.static_files_for(&req)) {
+        let answered = match (refusal, self.static_files_for(route)) {
             (Some(problem), _) => Ok(req.error_response(problem)),
             (None, Some(files)) => caught(serve_static(req, files), &context).await,
             (None, None) => caught(call_routes(service, req), &context).await,
         };
         let res = match answered {
             Ok(res) => res,
-            Err(problem) => return Err(self.gone(problem, &context, log)),
+            Err(problem) => {
+                self.figures.gone(class, problem.status().as_u16(), started);
+                return Err(self.gone(problem, &context, log));
+            }
         };
         let mut res = if errors::needs_rendering(&res) {
             self.error_pages.render(res, &context.ids)
@@ -160,6 +176,7 @@ impl Pipeline {
                 .head_mut()
                 .set_connection_type(drain::CLOSE);
         }
+        self.figures.answered(class, &res, started);
         Ok(match log {
             Some(log) => log.attach(res),
             None => res,
@@ -184,12 +201,11 @@ impl Pipeline {
 
 impl Pipeline {
     /// The static files, when they are certainly the request's route: the router's view of the
-    /// path (`/%6Ason` is `/json`) names no route of the table, and no other routes exist.
-    fn static_files_for(&self, req: &ServiceRequest) -> Option<web::Data<StaticFiles>> {
+    /// path (`/%6Ason` is `/json`) names no route of the table (`route`), and no other routes
+    /// exist.
+    fn static_files_for(&self, route: Option<&routes::Route>) -> Option<web::Data<StaticFiles>> {
         let files = self.direct_static.as_ref()?;
-        routes::at(req.match_info().as_str())
-            .is_none()
-            .then(|| files.clone())
+        route.is_none().then(|| files.clone())
     }
 }
 

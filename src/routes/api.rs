@@ -1,5 +1,6 @@
-//! The JSON API (docs/reference.md §4): `/api/status`, `/json`, and `POST /api/echo` (a JSON body
-//! echoed back, the route that exercises body limits, media types and `Idempotency-Key`).
+//! The JSON API (docs/reference.md §4): `/api/status`, `/json`, `POST /api/echo` (a JSON body
+//! echoed back, the route that exercises body limits, media types and `Idempotency-Key`), and
+//! `/api/metrics` (the last minutes of the figures, for the status page's chart).
 
 use actix_web::{HttpResponse, error::JsonPayloadError, http::StatusCode, web};
 use serde_json::{Value, json};
@@ -48,6 +49,10 @@ pub(crate) async fn status(
         "static_mode": settings.static_files.mode.as_str(),
         "request_id": meta.request_id,
     }))
+}
+
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    json_response(state.metrics.summary())
 }
 
 pub(crate) async fn hello() -> HttpResponse {

@@ -1,13 +1,14 @@
 //! The routes (docs/reference.md §4) in one table, [`ROUTES`]. Registration, the 405 answers
 //! with `Allow`, the access log's probe list, the rate limiter's scope and `tandem check`'s
-//! shadowed-file warnings are all read from it, so a route added here is added everywhere.
+//! shadowed-file warnings and the `/metrics` route classes are all read from it, so a route added
+//! here is added everywhere.
 
 pub(crate) mod api;
 pub(crate) mod health;
 
 use actix_web::{HttpResponse, guard, middleware::from_fn, web};
 
-use crate::{compression, problem::Problem, websocket};
+use crate::{compression, metrics::class::RouteClass, problem::Problem, websocket};
 
 /// The methods a route answers; anything else gets 405 with this `Allow`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub(crate) struct Route {
     pub(crate) limited: bool,
     /// Large dynamic answers are compressed on the fly.
     pub(crate) compressed: bool,
+    /// What `/metrics` counts its requests as.
+    pub(crate) class: RouteClass,
 }
 
 const fn route(
@@ -64,6 +67,7 @@ const fn route(
         probe: false,
         limited: true,
         compressed: true,
+        class: RouteClass::Api,
     }
 }
 
@@ -75,6 +79,7 @@ const fn probe(path: &'static str, handler: fn(actix_web::Route) -> actix_web::R
         probe: true,
         limited: false,
         compressed: false,
+        class: RouteClass::Probe,
     }
 }
 
@@ -87,9 +92,11 @@ pub(crate) const ROUTES: &[Route] = &[
     route("/api/status", Methods::GetHead, |r| r.to(api::status)),
     route("/json", Methods::GetHead, |r| r.to(api::hello)),
     route("/api/echo", Methods::Post, |r| r.to(api::echo)),
+    route("/api/metrics", Methods::GetHead, |r| r.to(api::metrics)),
     // An upgrade's answer is a 101 with no body: nothing to compress.
     Route {
         compressed: false,
+        class: RouteClass::Socket,
         ..route("/socket", Methods::Get, |r| r.to(websocket::socket))
     },
 ];
@@ -101,6 +108,23 @@ pub(crate) const API_PREFIX: &str = "/api";
 /// The route at exactly `path`, if any.
 pub(crate) fn at(path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|route| route.path == path)
+}
+
+/// What `/metrics` counts a request for `path` as, given its route (from [`at`]): the route's
+/// class, else API under [`API_PREFIX`] (as the rate limit sees it), else `unrouted` (static
+/// files in `app` mode).
+pub(crate) fn class_of(route: Option<&Route>, path: &str, unrouted: RouteClass) -> RouteClass {
+    match route {
+        Some(route) => route.class,
+        None if is_under_api(path) => RouteClass::Api,
+        None => unrouted,
+    }
+}
+
+/// Whether `path` is [`API_PREFIX`] or below it.
+pub(crate) fn is_under_api(path: &str) -> bool {
+    path.strip_prefix(API_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Whether requests for `path` are probes (the access log lowers them to debug).
@@ -145,5 +169,19 @@ mod tests {
             assert!(!(route.probe && route.limited), "{}", route.path);
         }
         assert!(is_probe("/healthz") && !is_probe("/json") && !is_probe("/nothing"));
+    }
+
+    #[test]
+    fn route_classes_come_from_the_table() {
+        let class = |path| class_of(at(path), path, RouteClass::Static);
+        assert_eq!(class("/healthz"), RouteClass::Probe);
+        assert_eq!(class("/json"), RouteClass::Api);
+        assert_eq!(class("/socket"), RouteClass::Socket);
+        assert_eq!(class("/api/nothing"), RouteClass::Api);
+        assert_eq!(class("/apiary"), RouteClass::Static);
+        assert_eq!(
+            class_of(None, "/index.html", RouteClass::Other),
+            RouteClass::Other
+        );
     }
 }

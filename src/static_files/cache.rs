@@ -62,6 +62,9 @@ pub struct Cache {
     map: RwLock<HashMap<Box<str>, Arc<Cached>>>,
     epoch: Instant,
     bytes: Arc<AtomicUsize>,
+    /// Requests answered from an entry as it was, and entries built, for `/metrics` (§4).
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl Default for Cache {
@@ -70,8 +73,19 @@ impl Default for Cache {
             map: RwLock::new(HashMap::new()),
             epoch: Instant::now(),
             bytes: Arc::new(AtomicUsize::new(0)),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
         }
     }
+}
+
+/// What `/metrics` reports of the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CacheFigures {
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) bytes: usize,
+    pub(crate) entries: usize,
 }
 
 /// What a lookup found.
@@ -100,9 +114,27 @@ impl Cache {
     }
 
     /// Request paths remembered now.
-    #[cfg(test)]
     fn len(&self) -> usize {
         self.map.read().map_or(0, |m| m.len())
+    }
+
+    /// A lookup was answered from an entry as it was.
+    pub(crate) fn count_hit(&self) {
+        self.hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A lookup had to build its entry.
+    pub(crate) fn count_miss(&self) {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn figures(&self) -> CacheFigures {
+        CacheFigures {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bytes: self.bytes(),
+            entries: self.len(),
+        }
     }
 
     pub fn get(&self, key: &str) -> Lookup {

@@ -99,6 +99,11 @@ impl StaticFiles {
         }
     }
 
+    /// The cache's hits, misses and size, for `/metrics` (docs/reference.md §4).
+    pub(crate) fn cache_figures(&self) -> cache::CacheFigures {
+        self.cache.figures()
+    }
+
     /// The entry for a raw request path, from the cache or freshly built from the disk.
     ///
     /// A miss stats and reads small files on the worker thread, like nginx does: they are local
@@ -106,6 +111,7 @@ impl StaticFiles {
     /// Errors are boxed: they are the cold path, and `Problem` is large.
     fn lookup(&self, raw_path: &str) -> Result<Arc<Cached>, Box<Problem>> {
         if let Lookup::Fresh(cached) = self.cache.get(raw_path) {
+            self.cache.count_hit();
             return Ok(cached);
         }
         let target = resolve(raw_path).map_err(|refusal| {
@@ -119,8 +125,12 @@ impl StaticFiles {
         // spelling a client cares to invent.
         let key = target.cache_key();
         let cached = match self.cache.get(&key) {
-            Lookup::Fresh(cached) => cached,
+            Lookup::Fresh(cached) => {
+                self.cache.count_hit();
+                cached
+            }
             Lookup::Stale => {
+                self.cache.count_miss();
                 let entry = Builder {
                     htdocs: &self.htdocs,
                     public: &self.public,

@@ -42,13 +42,14 @@ struct Connection {
     last_heard: Instant,
 }
 
-/// Runs one socket until it closes. `_place` holds its slot in the registry until the task ends.
+/// Runs one socket until it closes. `place` holds its slot in the registry until the task ends,
+/// and counts how it ended.
 pub(super) async fn serve(
     session: Session,
     mut messages: MessageStream,
     settings: WebSocketSettings,
     stopping: impl Future<Output = ()>,
-    _place: OpenSocket,
+    place: OpenSocket,
 ) {
     let mut connection = Connection {
         session,
@@ -61,9 +62,15 @@ pub(super) async fn serve(
     let ending = connection
         .run(&mut messages, heartbeat, pin!(stopping))
         .await;
-    if let Ending::Close(reason) = ending {
-        // Bounded too: a client that reads nothing would otherwise hold the task here.
-        let _ = tokio::time::timeout(CLOSE_SEND_TIMEOUT, connection.session.close(reason)).await;
+    match ending {
+        Ending::Close(reason) => {
+            // 1005: a close frame without a code (RFC 6455 §7.1.5).
+            place.ended(Some(reason.as_ref().map_or(1005, |r| u16::from(r.code))));
+            // Bounded too: a client that reads nothing would otherwise hold the task here.
+            let _ =
+                tokio::time::timeout(CLOSE_SEND_TIMEOUT, connection.session.close(reason)).await;
+        }
+        Ending::Gone => place.ended(None),
     }
 }
 

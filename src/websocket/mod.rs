@@ -5,7 +5,7 @@
 mod echo;
 mod frames;
 mod handshake;
-mod registry;
+pub(crate) mod registry;
 
 pub(crate) use handshake::socket;
 pub(crate) use registry::SocketRegistry;

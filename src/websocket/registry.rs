@@ -1,16 +1,40 @@
 //! The cap on open WebSockets (docs/reference.md §7, `websocket.max_connections`): one count for
-//! every worker, and a guard per socket that gives its place back however the socket ends.
+//! every worker, and a guard per socket that gives its place back however the socket ends. It
+//! also counts how sockets ended, by close code, for `/metrics` (§4).
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
 };
+
+/// The close codes counted one by one: those tandem sends (§7) and 1005, a close frame without
+/// a code. Codes a client chooses otherwise (they are echoed back) count as `other`; a socket
+/// that ended without a close frame (the peer went away) counts as `none`.
+pub(crate) const CLOSE_CODES: [&str; 9] = [
+    "1000", "1001", "1002", "1005", "1007", "1009", "1011", "other", "none",
+];
+
+/// The index in [`CLOSE_CODES`] of a close frame's code, or of no close frame.
+fn close_index(code: Option<u16>) -> usize {
+    match code {
+        Some(1000) => 0,
+        Some(1001) => 1,
+        Some(1002) => 2,
+        Some(1005) => 3,
+        Some(1007) => 4,
+        Some(1009) => 5,
+        Some(1011) => 6,
+        Some(_) => 7,
+        None => 8,
+    }
+}
 
 /// Counts open sockets across all workers so `websocket.max_connections` is one global cap.
 #[derive(Debug)]
 pub(crate) struct SocketRegistry {
     open: AtomicUsize,
     max: usize,
+    closes: [AtomicU64; CLOSE_CODES.len()],
 }
 
 impl SocketRegistry {
@@ -18,6 +42,7 @@ impl SocketRegistry {
         Arc::new(Self {
             open: AtomicUsize::new(0),
             max,
+            closes: Default::default(),
         })
     }
 
@@ -34,9 +59,14 @@ impl SocketRegistry {
             })
     }
 
-    #[cfg(test)]
+    /// Sockets open now.
     pub(crate) fn open(&self) -> usize {
         self.open.load(Ordering::Acquire)
+    }
+
+    /// Sockets ended so far, per [`CLOSE_CODES`] entry.
+    pub(crate) fn closes(&self) -> [u64; CLOSE_CODES.len()] {
+        std::array::from_fn(|i| self.closes[i].load(Ordering::Relaxed))
     }
 
     pub(crate) fn max(&self) -> usize {
@@ -48,6 +78,13 @@ impl SocketRegistry {
 #[derive(Debug)]
 pub(crate) struct OpenSocket {
     registry: Arc<SocketRegistry>,
+}
+
+impl OpenSocket {
+    /// Counts how the socket ended: the code of the close frame sent (`None`: no close frame).
+    pub(crate) fn ended(&self, code: Option<u16>) {
+        self.registry.closes[close_index(code)].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Drop for OpenSocket {
@@ -70,6 +107,29 @@ mod tests {
         drop(first);
         assert_eq!(registry.open(), 1);
         assert!(registry.try_open().is_some());
+    }
+
+    #[test]
+    fn endings_are_counted_by_close_code() {
+        let registry = SocketRegistry::new(4);
+        let socket = registry.try_open().unwrap();
+        for code in [
+            Some(1000),
+            Some(1001),
+            Some(1001),
+            Some(4000),
+            None,
+            Some(1005),
+        ] {
+            socket.ended(code);
+        }
+        let closes = registry.closes();
+        let count = |label| closes[CLOSE_CODES.iter().position(|c| *c == label).unwrap()];
+        assert_eq!(
+            [count("1000"), count("1001"), count("other"), count("none")],
+            [1, 2, 1, 1]
+        );
+        assert_eq!((count("1005"), count("1011")), (1, 0));
     }
 
     #[test]
