@@ -10,6 +10,7 @@ mod deployment_files;
 mod health_and_routes;
 mod lifecycle_answers;
 mod log_filter;
+mod metrics;
 mod nginx_end_to_end;
 mod precompress_command;
 mod problem_details;
