@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Browser check of the shipped status page (docs/reference.md §1): headless Chromium loads `/`
-# from a real tandem, and the rendered DOM must show live /api/status data and a message echoed
+# from a real tandem, and the rendered DOM must show live /api/status data, a message echoed
 # over /socket (the page greets the server on connect, so a non-interactive DOM dump proves the
-# round trip).
+# round trip), and a traffic chart from /api/metrics that moves between two loads.
 #
 #   tests/browser/run.sh                                   starts target/{release,debug}/tandem
 #   TANDEM_BIN=path/to/tandem tests/browser/run.sh         starts that binary
@@ -107,7 +107,12 @@ curl -fsS "$URL" -o "$OUT/index.html" || true
 check "/ serves the status page" 'id="socket-log"' "$OUT/index.html"
 
 chromium --virtual-time-budget=5000 --dump-dom "$URL" >"$OUT/dom.html" 2>"$OUT/chromium-dom.log" || true
-chromium --virtual-time-budget=5000 --window-size=1200,900 --hide-scrollbars \
+# The traffic chart is fed by samples the server takes every 2 s: send 404s (static, so not rate
+# limited), wait for two more samples, and load the page again; the chart must have moved.
+for _ in $(seq 1 12); do curl -s -o /dev/null "${URL}no-such-page-for-the-chart" || true; done
+sleep 4.5
+chromium --virtual-time-budget=5000 --dump-dom "$URL" >"$OUT/dom-later.html" 2>"$OUT/chromium-dom-later.log" || true
+chromium --virtual-time-budget=5000 --window-size=1200,1100 --hide-scrollbars \
   --screenshot="$OUT/screenshot.png" "$URL" >/dev/null 2>"$OUT/chromium-screenshot.log" || true
 
 check "the page shows the status from /api/status" 'id="f-status"[^>]*>healthy<' "$OUT/dom.html"
@@ -118,6 +123,44 @@ check "the page sent its greeting over /socket" \
   "<li data-dir=\"out\">(<[^>]*>[^<]*</[a-z]+>)*<span class=\"text\">$GREETING</span>" "$OUT/dom.html"
 check "the page shows the greeting echoed over /socket" \
   "<li data-dir=\"in\">(<[^>]*>[^<]*</[a-z]+>)*<span class=\"text\">$GREETING</span>" "$OUT/dom.html"
+# From the two dumps: the chart redrew on every poll, has at least two points, shows the 404s as
+# a 4xx rate above zero, and its 4xx line changed between the loads.
+chart_verdict="$(python3 - "$OUT/dom.html" "$OUT/dom-later.html" <<'PY'
+import re, sys
+def chart(path):
+    try:
+        dom = open(path, encoding="utf-8").read()
+    except OSError:
+        return None
+    svg = re.search(r'<svg id="traffic-chart"[^>]*>', dom)
+    line = re.search(r'id="traffic-4xx" d="([^"]*)"', dom)
+    if not svg or not line:
+        return None
+    attr = lambda name: int(re.search(name + r'="(\d+)"', svg.group(0)).group(1))
+    ys = [float(y) for y in re.findall(r'[ML]-?[\d.]+ (-?[\d.]+)', line.group(1))]
+    return attr("data-points"), attr("data-updates"), line.group(1), ys
+first, later = chart(sys.argv[1]), chart(sys.argv[2])
+if later is None:
+    print("no chart in the second load")
+elif later[1] < 2:
+    print("the chart was drawn %d time(s), not redrawn on a later poll" % later[1])
+elif later[0] < 2:
+    print("the chart has %d point(s)" % later[0])
+elif not any(y < 170 for y in later[3]):
+    print("the 404s sent before the second load do not show as a 4xx rate")
+elif first is not None and first[2] == later[2]:
+    print("the 4xx line did not change between the two loads")
+else:
+    print("ok (%d points, %d redraws)" % (later[0], later[1]))
+PY
+)"
+if [[ "$chart_verdict" == ok* ]]; then
+  echo "PASS the traffic chart renders and moves with the server's figures: $chart_verdict"
+  passed=$((passed + 1))
+else
+  echo "FAIL the traffic chart renders and moves with the server's figures: $chart_verdict"
+  failed=$((failed + 1))
+fi
 if [[ -s "$OUT/screenshot.png" ]]; then
   echo "PASS a screenshot was taken ($OUT/screenshot.png)"
   passed=$((passed + 1))

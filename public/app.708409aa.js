@@ -1,4 +1,5 @@
-// tandem status page: polls /api/status and runs a WebSocket echo console on /socket.
+// tandem status page: polls /api/status, charts /api/metrics, and runs a WebSocket echo console
+// on /socket.
 // Plain browser JavaScript, no build step, no third-party code.
 (function () {
   "use strict";
@@ -74,6 +75,90 @@
         setPill(byId("status-pill"), "down", "unreachable");
         byId("status-updated").textContent = "the server did not answer; retrying";
         schedulePoll(POLL_MS);
+      });
+  }
+
+  // ---- /api/metrics: the traffic chart ------------------------------------------------------
+
+  var CHART_POLL_MS = 2000;
+  var CHART_WINDOW_MS = 5 * 60 * 1000;
+  var CHART_W = 640;
+  var CHART_H = 170;
+  var CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+  var chartTimer = null;
+  var chartUpdates = 0;
+
+  function scheduleChart(delay) {
+    clearTimeout(chartTimer);
+    chartTimer = setTimeout(refreshChart, delay);
+  }
+
+  // A round upper bound for the y axis, so the scale does not jitter with every sample.
+  function niceCeiling(value) {
+    if (!(value > 0)) return 1;
+    var step = Math.pow(10, Math.floor(Math.log(value) / Math.LN10));
+    var steps = [1, 2, 5, 10];
+    for (var i = 0; i < steps.length; i++) {
+      if (value <= steps[i] * step) return steps[i] * step;
+    }
+    return 10 * step;
+  }
+
+  function pathOf(points, end, valueOf, top) {
+    var d = "";
+    points.forEach(function (point, i) {
+      var x = CHART_W - ((end - point.at) / CHART_WINDOW_MS) * CHART_W;
+      var y = CHART_H - (valueOf(point) / top) * (CHART_H - 4);
+      d += (i === 0 ? "M" : " L") + x.toFixed(1) + " " + y.toFixed(1);
+    });
+    return d;
+  }
+
+  function drawChart(summary) {
+    var points = summary.points || [];
+    var end = points.length ? points[points.length - 1].at : Date.now();
+    var rateMax = 0;
+    var socketMax = 0;
+    points.forEach(function (point) {
+      CLASSES.forEach(function (c) { rateMax = Math.max(rateMax, point.requests_per_sec[c] || 0); });
+      socketMax = Math.max(socketMax, point.websockets_open || 0);
+    });
+    var top = niceCeiling(rateMax);
+    CLASSES.forEach(function (c) {
+      byId("traffic-" + c).setAttribute("d", pathOf(points, end, function (p) { return p.requests_per_sec[c] || 0; }, top));
+      var last = points.length ? points[points.length - 1].requests_per_sec[c] : null;
+      byId("traffic-now-" + c).textContent = last == null ? "–" : String(last);
+    });
+    byId("traffic-sockets").setAttribute("d", pathOf(points, end, function (p) { return p.websockets_open || 0; }, niceCeiling(socketMax)));
+    byId("traffic-now-sockets").textContent = String(summary.websockets_open);
+    byId("traffic-max").textContent = top + " req/s";
+    var chart = byId("traffic-chart");
+    chartUpdates += 1;
+    chart.setAttribute("data-points", String(points.length));
+    chart.setAttribute("data-updates", String(chartUpdates));
+    byId("traffic-updated").textContent = points.length
+      ? "updated " + new Date().toLocaleTimeString()
+      : "the first rate appears 2 seconds after the server starts";
+  }
+
+  function refreshChart() {
+    fetch("/api/metrics", { cache: "no-store", headers: { Accept: "application/json" } })
+      .then(function (response) {
+        return response.json().catch(function () { return null; }).then(function (body) {
+          if (response.ok && body) {
+            drawChart(body);
+            scheduleChart(CHART_POLL_MS);
+            return;
+          }
+          // 429: wait as long as the server asks before trying again.
+          var retry = Number(response.headers.get("Retry-After")) || CHART_POLL_MS / 1000;
+          byId("traffic-updated").textContent = "HTTP " + response.status + "; retrying in " + retry + " s";
+          scheduleChart(Math.max(retry * 1000, CHART_POLL_MS));
+        });
+      })
+      .catch(function () {
+        byId("traffic-updated").textContent = "the server did not answer; retrying";
+        scheduleChart(CHART_POLL_MS * 2);
       });
   }
 
@@ -165,8 +250,12 @@
 
   function start() {
     refreshStatus();
+    refreshChart();
     document.addEventListener("visibilitychange", function () {
-      if (document.visibilityState === "visible") schedulePoll(0);
+      if (document.visibilityState === "visible") {
+        schedulePoll(0);
+        scheduleChart(0);
+      }
     });
 
     if (!("WebSocket" in window)) {
