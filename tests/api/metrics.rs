@@ -180,6 +180,12 @@ impl Scraped {
 #[tokio::test]
 async fn each_class_of_request_moves_its_own_figures() {
     let Some(app) = Scraped::start() else { return };
+    // The scan's figures are set when start-up work is done.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.get("/startupz").await != 200 {
+        assert!(Instant::now() < deadline, "start-up work never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = app.scrape().await;
     assert_eq!(value(&before, "tandem_static_stale_siblings", &[]), 1.0);
     assert_eq!(value(&before, "tandem_draining", &[]), 0.0);
@@ -290,7 +296,10 @@ async fn scrapes_are_neither_rate_limited_nor_logged_at_info() {
         .server
         .stderr_once_it_says("\"GET /json\"", Duration::from_secs(5));
     assert!(log.contains("\"GET /json\" 200"), "{log}");
-    assert!(!log.contains("GET /metrics"), "{log}");
+    // Only the start-up line names /metrics: no access line, nothing at info per scrape.
+    let mentions: Vec<&str> = log.lines().filter(|l| l.contains("/metrics")).collect();
+    assert_eq!(mentions.len(), 1, "{log}");
+    assert!(mentions[0].contains("metrics on http://"), "{log}");
 }
 
 #[tokio::test]
@@ -343,4 +352,30 @@ async fn the_status_page_summary_has_rates_per_status_class() {
         assert!(point["requests_per_sec"][class].is_number(), "{point}");
     }
     assert_eq!(point["websockets_open"], 0);
+}
+
+#[test]
+fn metrics_listen_is_off_or_an_address_and_anything_else_names_the_key() {
+    let load = |value: &str| {
+        let env = [("TANDEM__METRICS__LISTEN".to_string(), value.to_string())];
+        tandem::Settings::load_from(None, &env).map(|s| s.metrics.listen)
+    };
+    assert_eq!(
+        tandem::Settings::default().metrics.listen,
+        MetricsListen::Off
+    );
+    assert_eq!(load("off"), Ok(MetricsListen::Off));
+    assert_eq!(
+        load("127.0.0.1:9464"),
+        Ok(MetricsListen::At("127.0.0.1:9464".parse().unwrap()))
+    );
+    assert_eq!(
+        load("[::1]:9464"),
+        Ok(MetricsListen::At("[::1]:9464".parse().unwrap()))
+    );
+    for bad in ["9464", "localhost:9464", "127.0.0.1", "main"] {
+        let err = load(bad).expect_err(bad).to_string();
+        assert!(err.contains("`metrics.listen`"), "{bad}: {err}");
+        assert!(err.contains("127.0.0.1:9464"), "{bad}: {err}");
+    }
 }
