@@ -379,3 +379,36 @@ fn metrics_listen_is_off_or_an_address_and_anything_else_names_the_key() {
         assert!(err.contains("127.0.0.1:9464"), "{bad}: {err}");
     }
 }
+
+#[tokio::test]
+async fn draining_shows_on_metrics_and_its_listener_stops_with_the_server() {
+    let metrics_port = free_port();
+    let listen = format!("127.0.0.1:{metrics_port}");
+    let mut server = BinaryServer::start(&[
+        ("TANDEM__METRICS__LISTEN", listen.as_str()),
+        ("TANDEM__SERVER__SHUTDOWN_DRAIN_SECS", "2"),
+    ]);
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let client = reqwest::Client::new();
+    let draining = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("tandem_draining "))
+            .map(str::to_string)
+    };
+    let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+    assert_eq!(draining(&text).as_deref(), Some("0"));
+    server.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut seen = None;
+    while Instant::now() < deadline && seen.as_deref() != Some("1") {
+        let text = client.get(&url).send().await.unwrap().text().await.unwrap();
+        seen = draining(&text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("1"), "scraped while draining");
+    assert_eq!(server.wait_exit(Duration::from_secs(15)), Some(0));
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_err(),
+        "the metrics listener is gone with the server"
+    );
+}
