@@ -13,15 +13,16 @@ pub(crate) mod listener;
 mod pulled;
 mod requests;
 
-use std::sync::Arc;
+use std::{io, sync::Arc};
 
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 
 pub(crate) use self::requests::RequestFigures;
 use self::{history::History, pulled::Pulled};
 use crate::{
+    config::MetricsListen,
     lifecycle::Lifecycle,
-    static_files::StaticFiles,
+    static_files::{StaticFiles, cache::CacheFigures},
     websocket::registry::{CLOSE_CODES, SocketRegistry},
 };
 
@@ -137,8 +138,7 @@ fn register_sources(registry: &Registry, sources: &Sources) -> prometheus::Resul
 }
 
 fn register_cache(registry: &Registry, files: &Arc<StaticFiles>) -> prometheus::Result<()> {
-    let read = |files: &Arc<StaticFiles>,
-                pick: fn(&crate::static_files::cache::CacheFigures) -> f64| {
+    let read = |files: &Arc<StaticFiles>, pick: fn(&CacheFigures) -> f64| {
         let files = files.clone();
         move || pick(&files.cache_figures())
     };
@@ -177,16 +177,11 @@ pub(crate) struct Exposure {
 impl Exposure {
     /// Builds the figures, starts sampling them and, if asked, serves `/metrics`. Must run inside
     /// actix's runtime.
-    pub(crate) fn start(
-        listen: crate::config::MetricsListen,
-        sources: Sources,
-    ) -> std::io::Result<Self> {
-        let metrics = Arc::new(Metrics::new(sources).map_err(std::io::Error::other)?);
+    pub(crate) fn start(listen: MetricsListen, sources: Sources) -> io::Result<Self> {
+        let metrics = Arc::new(Metrics::new(sources).map_err(io::Error::other)?);
         let server = match listen {
-            crate::config::MetricsListen::Off => None,
-            crate::config::MetricsListen::At(addr) => {
-                Some(listener::Running::start(addr, metrics.clone())?)
-            }
+            MetricsListen::Off => None,
+            MetricsListen::At(addr) => Some(listener::Running::start(addr, metrics.clone())?),
         };
         Ok(Self {
             _sampler: history::Sampler::spawn(metrics.clone()),
