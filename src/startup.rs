@@ -20,7 +20,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use crate::{
     client_ip::TrustedProxies,
     config::{ConfigError, ServerSettings, Settings, StaticMode, StaticSettings},
-    lifecycle::{Lifecycle, listener_gate::ListenerGate, signals::StopSequence},
+    lifecycle::{
+        Lifecycle,
+        inherited::{self, Ownership},
+        listener_gate::ListenerGate,
+        signals::StopSequence,
+    },
     metrics::{Exposure, Metrics, Sources, class::RouteClass},
     pipeline::{AccessLog, BodyLimit, ErrorPages, Figures, Pipeline, PipelineLayer},
     problem::Problem,
@@ -126,10 +131,14 @@ impl Application {
         extra: Option<ExtraRoutes>,
         startup_work: StartupWork,
     ) -> Result<Self, StartError> {
-        let listener = bind(&settings)?;
+        let (listener, ownership) = bind(&settings)?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
-        // A second handle on the same socket, so the stop sequence can close it on time.
-        let gate = listener.try_clone().ok().map(ListenerGate::new);
+        // A second handle on the same socket, so the stop sequence can close it on time (or,
+        // inherited, knows to leave it open).
+        let gate = listener
+            .try_clone()
+            .ok()
+            .map(|socket| ListenerGate::new(socket, ownership));
         let settings = Arc::new(settings);
         let lifecycle = Arc::new(Lifecycle::default());
         // Built once, here, not in the per-worker factory: one limiter for the whole server.
@@ -405,8 +414,9 @@ fn worker_count(configured: usize) -> usize {
     }
 }
 
-/// Binds the listening socket with the configured backlog.
-fn bind(settings: &Settings) -> Result<TcpListener, StartError> {
+/// The listening socket: the one a service manager passed for `http` (docs/reference.md §9), or
+/// one bound here with the configured backlog.
+fn bind(settings: &Settings) -> Result<(TcpListener, Ownership), StartError> {
     let ip: IpAddr = settings.server.host.parse().map_err(|_| {
         StartError::Config(ConfigError::new(format!(
             "configuration key `server.host` is {:?}, which is not an IP address",
@@ -414,6 +424,11 @@ fn bind(settings: &Settings) -> Result<TcpListener, StartError> {
         )))
     })?;
     let addr = SocketAddr::new(ip, settings.server.port);
+    if let Some(listener) = inherited::take("http", addr)
+        .map_err(|err| StartError::Config(ConfigError::new(err.to_string())))?
+    {
+        return Ok((listener, Ownership::Shared));
+    }
     let fail = |source: io::Error| StartError::Bind { addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
@@ -427,5 +442,5 @@ fn bind(settings: &Settings) -> Result<TcpListener, StartError> {
     let backlog = i32::try_from(settings.server.backlog).unwrap_or(i32::MAX);
     socket.listen(backlog).map_err(fail)?;
     socket.set_nonblocking(true).map_err(fail)?;
-    Ok(socket.into())
+    Ok((socket.into(), Ownership::Own))
 }

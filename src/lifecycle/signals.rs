@@ -78,22 +78,7 @@ impl StopSequence {
                 if !self.drain.is_zero() {
                     tokio::time::sleep(self.drain).await;
                 }
-                log::info!("closing the listener and asking open WebSockets to leave");
-                if let Some(gate) = &self.gate
-                    && let Err(err) = gate.refuse_new_connections()
-                {
-                    log::warn!("cannot filter new connections before closing the listener: {err}");
-                }
-                tokio::time::sleep(ACCEPT_QUEUE_GRACE).await;
-                lifecycle.begin_stop();
-                let stopped = server.stop(true);
-                tokio::time::sleep(ACCEPT_QUEUE_GRACE).await;
-                if let Some(gate) = &self.gate
-                    && let Err(err) = gate.close()
-                {
-                    log::warn!("cannot close the listener: {err}");
-                }
-                stopped.await;
+                self.close_listener(&lifecycle, &server).await;
             };
             tokio::select! {
                 () = stop => {}
@@ -103,5 +88,36 @@ impl StopSequence {
                 }
             }
         })
+    }
+
+    /// Ends accepting, then stops the server and waits for in-flight requests (up to the
+    /// timeout). An owned socket is filtered and shut (see [`ListenerGate`]); a shared one only
+    /// stops being accepted from: actix pauses its accept loop first, so no connection is taken
+    /// from the queue after that, and what is left there waits for the next process.
+    async fn close_listener(&self, lifecycle: &Lifecycle, server: &ServerHandle) {
+        let shared = self.gate.as_ref().is_some_and(ListenerGate::is_shared);
+        if shared {
+            log::info!(
+                "no longer accepting on the inherited socket, which stays open: new connections wait in its queue for the next process; asking open WebSockets to leave"
+            );
+            server.pause().await;
+        } else {
+            log::info!("closing the listener and asking open WebSockets to leave");
+        }
+        if let Some(gate) = &self.gate
+            && let Err(err) = gate.refuse_new_connections()
+        {
+            log::warn!("cannot filter new connections before closing the listener: {err}");
+        }
+        tokio::time::sleep(ACCEPT_QUEUE_GRACE).await;
+        lifecycle.begin_stop();
+        let stopped = server.stop(true);
+        tokio::time::sleep(ACCEPT_QUEUE_GRACE).await;
+        if let Some(gate) = &self.gate
+            && let Err(err) = gate.close()
+        {
+            log::warn!("cannot close the listener: {err}");
+        }
+        stopped.await;
     }
 }

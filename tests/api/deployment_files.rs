@@ -8,6 +8,7 @@ use std::{path::Path, process::Command};
 const DOCKERFILE: &str = include_str!("../../Dockerfile");
 const DOCKERIGNORE: &str = include_str!("../../.dockerignore");
 const UNIT: &str = include_str!("../../deploy/tandem.service");
+const SOCKET_UNIT: &str = include_str!("../../deploy/tandem.socket");
 const COMPOSE: &str = include_str!("../../deploy/compose.yaml");
 const NGINX_EXAMPLE: &str = include_str!("../../nginx.conf.example");
 
@@ -97,7 +98,12 @@ fn run_commands(stage: &[(String, String)]) -> Vec<Vec<String>> {
 const FULL_VERSION_PARTS: [(&str, usize); 2] = [("rust", 3), ("debian", 2)];
 
 fn unit_values(key: &str) -> Vec<&'static str> {
-    UNIT.lines()
+    values_in(UNIT, key)
+}
+
+/// The values of `key=` lines in a systemd unit file (comment lines never match).
+fn values_in(unit: &'static str, key: &str) -> Vec<&'static str> {
+    unit.lines()
         .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
         .collect()
 }
@@ -394,9 +400,13 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         UNIT.replace("/usr/local/bin/tandem", env!("CARGO_BIN_EXE_tandem")),
     )
     .unwrap();
+    // The service requires the socket unit, which is verified with it.
+    let socket = dir.path().join("tandem.socket");
+    std::fs::write(&socket, SOCKET_UNIT).unwrap();
     let out = Command::new(analyze)
         .arg("verify")
         .arg(&unit)
+        .arg(&socket)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -405,6 +415,30 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         stderr.trim().is_empty(),
         "verify is silent when clean: {stderr}"
     );
+}
+
+/// docs/reference.md §9 "Socket activation": the socket unit passes tandem's HTTP listener by
+/// the name tandem looks for, on tandem's default address, with tandem's own backlog, and the
+/// service cannot start without it, so `systemctl restart tandem` keeps it open.
+#[test]
+fn socket_unit_passes_tandems_http_listener_and_outlives_service_restarts() {
+    let server = tandem::Settings::default().server;
+    let socket = |key| values_in(SOCKET_UNIT, key);
+    assert_eq!(socket("FileDescriptorName"), ["http"]);
+    assert_eq!(
+        socket("ListenStream"),
+        [format!("{}:{}", server.host, server.port).as_str()],
+        "tandem's default server.host and server.port"
+    );
+    assert_eq!(socket("NoDelay"), ["true"]);
+    let backlog: u32 = socket("Backlog")[0].parse().expect("Backlog is a number");
+    assert_eq!(backlog, server.backlog, "server.backlog");
+    // One tandem takes every connection; Accept=yes would start one per connection.
+    assert!(matches!(socket("Accept")[..], [] | ["no"] | ["false"]));
+    assert_eq!(socket("Service"), ["tandem.service"]);
+    assert_eq!(socket("WantedBy"), ["sockets.target"]);
+    assert_eq!(unit_values("Requires"), ["tandem.socket"]);
+    assert!(unit_values("After").contains(&"tandem.socket"));
 }
 
 /// The compose file's nginx stage edits nginx.conf.example with sed; each edit must still find

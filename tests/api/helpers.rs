@@ -241,6 +241,11 @@ impl BinaryServer {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        Self::run(cmd, port)
+    }
+
+    /// Runs a prepared `tandem` command (stderr piped and collected) that will answer on `port`.
+    pub fn run(mut cmd: Command, port: u16) -> Self {
         let mut child = cmd.spawn().expect("spawn tandem");
         let stderr = Arc::new(Mutex::new(String::new()));
         let pipe = child.stderr.take().expect("stderr pipe");
@@ -260,7 +265,7 @@ impl BinaryServer {
         }
     }
 
-    fn wait_until_answering(&self) {
+    pub fn wait_until_answering(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok((200, _)) = raw_get(self.port, "/healthz") {

@@ -19,6 +19,7 @@ mod rate_limiting;
 mod request_metadata;
 mod server_settings;
 mod shipped_site;
+mod socket_activation;
 mod start_and_stop;
 mod static_files_caching;
 mod static_files_compression_bound;

@@ -262,13 +262,23 @@ impl Nginx {
     }
 
     fn start_listening(mode: Mode, upstream_port: u16, listen: Listen) -> Self {
+        Self::start_edited(mode, upstream_port, listen, |conf| conf)
+    }
+
+    /// Starts nginx on the rewritten example after `edit` (a test's own change on top of it).
+    fn start_edited(
+        mode: Mode,
+        upstream_port: u16,
+        listen: Listen,
+        edit: impl FnOnce(String) -> String,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let prefix = dir.path().to_path_buf();
         prepare_prefix(&prefix);
         let site = (mode == Mode::Nginx).then(|| make_site(&prefix));
         let port = free_port();
         let conf_path = prefix.join("nginx.conf");
-        let mut conf = rewrite(mode, &prefix, port, upstream_port);
+        let mut conf = edit(rewrite(mode, &prefix, port, upstream_port));
         if listen == Listen::DualStack {
             let ipv4 = format!("listen 127.0.0.1:{port};");
             conf = replace_once(&conf, &ipv4, &format!("{ipv4} listen [::1]:{port};"));
@@ -1027,5 +1037,170 @@ async fn app_mode_files_come_from_tandem_through_the_proxy() {
     assert!(
         tandem.stderr().contains("app-mode-file-1"),
         "tandem logged it"
+    );
+}
+
+/// Every answer a client saw while tandem restarted behind nginx.
+#[derive(Debug, Default)]
+struct LoadReport {
+    ok: usize,
+    failures: Vec<String>,
+}
+
+/// One client sending GETs through nginx without pause (a static file through tandem, a probe,
+/// and `/api/status` slowly enough for nginx's 10 r/s limit) until `stop` is set.
+fn steady_gets(
+    base: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<LoadReport> {
+    std::thread::spawn(move || {
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(40))
+            .build()
+            .unwrap();
+        let mut report = LoadReport::default();
+        let mut status_due = Instant::now();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for path in ["/", "/healthz", "/api/status"] {
+                if path == "/api/status" {
+                    if Instant::now() < status_due {
+                        continue;
+                    }
+                    status_due = Instant::now() + Duration::from_millis(200);
+                }
+                match http.get(format!("{base}{path}")).send() {
+                    Ok(res) if res.status().is_success() => report.ok += 1,
+                    Ok(res) => report.failures.push(format!("{path}: {}", res.status())),
+                    Err(err) => report.failures.push(format!("{path}: {err}")),
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        report
+    })
+}
+
+/// The binary in app mode on `port`, answering before this returns.
+fn tandem_on(port: u16) -> BinaryServer {
+    let mut cmd = crate::helpers::tandem_command();
+    cmd.arg("serve")
+        .env("TANDEM__SERVER__PORT", port.to_string())
+        .env("TANDEM__SERVER__SHUTDOWN_DRAIN_SECS", "1")
+        .env("TANDEM__RATE_LIMIT__ENABLED", "false")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let server = BinaryServer::run(cmd, port);
+    server.wait_until_answering();
+    server
+}
+
+/// SIGTERM, and the exit status 0 of a graceful stop.
+fn stop(server: &mut BinaryServer) {
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+}
+
+fn assert_nothing_failed(report: &LoadReport, during: &str) {
+    assert!(
+        report.failures.is_empty(),
+        "{} of {} requests failed during {during}: {:?}",
+        report.failures.len(),
+        report.failures.len() + report.ok,
+        report.failures
+    );
+    assert!(
+        report.ok > 100,
+        "too few requests to prove anything: {report:?}"
+    );
+}
+
+/// The example's commented two-instance upstream, enabled with the test's ports.
+fn two_instance_upstream(conf: String, first: u16, second: u16) -> String {
+    let conf = replace_once(&conf, &format!("server 127.0.0.1:{first};"), "");
+    let conf = replace_once(
+        &conf,
+        "# server 127.0.0.1:8080 max_fails=1 fail_timeout=2s;",
+        &format!("server 127.0.0.1:{first} max_fails=1 fail_timeout=2s;"),
+    );
+    replace_once(
+        &conf,
+        "# server 127.0.0.1:8081 max_fails=1 fail_timeout=2s;",
+        &format!("server 127.0.0.1:{second} max_fails=1 fail_timeout=2s;"),
+    )
+}
+
+/// docs/reference.md §10: a rolling restart of the example's two-instance upstream, one
+/// instance at a time, loses no request: the stopping one refuses connections once its listener
+/// closes and nginx's `proxy_next_upstream` takes the request to the other.
+#[test]
+fn two_instances_restarted_one_at_a_time_fail_no_request() {
+    require_nginx!();
+    let (first_port, second_port) = (free_port(), free_port());
+    let mut first = tandem_on(first_port);
+    let mut second = tandem_on(second_port);
+    let nginx = Nginx::start_edited(Mode::App, first_port, Listen::Ipv4, |conf| {
+        two_instance_upstream(conf, first_port, second_port)
+    });
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_gets(nginx.url(""), done.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    stop(&mut first);
+    // The new binary takes a moment to arrive: meanwhile the port refuses connections.
+    std::thread::sleep(Duration::from_secs(2));
+    first = tandem_on(first_port);
+    // nginx leaves a failed server out for fail_timeout (2 s): the next restart waits it out,
+    // or both would be out at once.
+    std::thread::sleep(Duration::from_secs(3));
+    stop(&mut second);
+    std::thread::sleep(Duration::from_secs(2));
+    second = tandem_on(second_port);
+    std::thread::sleep(Duration::from_secs(1));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = load.join().unwrap();
+    assert_nothing_failed(&report, "a rolling restart of two instances");
+    // Back in the upstream once fail_timeout has passed (the second had no time to be).
+    assert!(
+        first.stderr().contains("tandem::access"),
+        "the restarted instance serves again: {}",
+        first.stderr()
+    );
+    drop(second);
+}
+
+/// docs/reference.md §9 "Socket activation" behind the example as shipped (one upstream server):
+/// the socket stays open across the restart, so nginx's connections wait in its queue and the
+/// new process answers them; without it this is the 502 of `stopped_tandem_is_a_json_502`.
+#[test]
+fn a_socket_activated_instance_restarts_behind_nginx_without_a_502() {
+    require_nginx!();
+    let activator = crate::socket_activation::Activator::new();
+    let env = [
+        ("LISTEN_FDNAMES", "http"),
+        ("TANDEM__SERVER__SHUTDOWN_DRAIN_SECS", "1"),
+        ("TANDEM__RATE_LIMIT__ENABLED", "false"),
+    ];
+    let mut old = activator.spawn(&env);
+    old.wait_until_answering();
+    let nginx = Nginx::start(Mode::App, activator.port());
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = steady_gets(nginx.url(""), done.clone());
+    std::thread::sleep(Duration::from_secs(1));
+    stop(&mut old);
+    let new = activator.spawn(&env);
+    std::thread::sleep(Duration::from_secs(2));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = load.join().unwrap();
+    assert_nothing_failed(&report, "a socket-activated restart");
+    assert!(
+        new.stderr().contains("tandem::access"),
+        "the new process serves: {}",
+        new.stderr()
     );
 }
