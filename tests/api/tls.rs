@@ -475,7 +475,7 @@ async fn rsa_ecdsa_and_ed25519_keys_each_serve() {
 // --- The binary: start refusal, reload, healthcheck and check. ---
 
 /// Starts the binary on `pair` with `extra` settings and waits until it answers over HTTPS.
-fn start_binary(pair: &Pair, extra: &[(&str, &str)]) -> BinaryServer {
+pub fn start_binary(pair: &Pair, extra: &[(&str, &str)]) -> BinaryServer {
     let env = pair.env();
     let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     all.extend_from_slice(extra);
