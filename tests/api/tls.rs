@@ -555,19 +555,20 @@ fn a_key_that_is_not_the_certificates_stops_the_start_naming_both_files() {
     let dir = tempfile::tempdir().unwrap();
     let one = ecdsa_pair(dir.path());
     let two = Pair::make(dir.path(), "other", KeyKind::Ecdsa, 90).unwrap();
-    let out = tandem_command()
-        .arg("serve")
-        .env(
-            "TANDEM__SERVER__PORT",
-            crate::helpers::free_port().to_string(),
-        )
-        .env("TANDEM__TLS__MODE", "files")
-        .env("TANDEM__TLS__CERT_FILE", &one.cert_file)
-        .env("TANDEM__TLS__KEY_FILE", &two.key_file)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let env = [
+        ("TANDEM__TLS__MODE", "files".to_string()),
+        (
+            "TANDEM__TLS__CERT_FILE",
+            one.cert_file.display().to_string(),
+        ),
+        ("TANDEM__TLS__KEY_FILE", two.key_file.display().to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Spawned, not waited for: a server that wrongly starts must fail the test, not hang it.
+    let mut server = BinaryServer::spawn(&env);
+    let code = server.wait_exit(Duration::from_secs(20));
+    let stderr = server.stderr_once_it_says("tls.key_file", Duration::from_secs(2));
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("tls.key_file")
             && stderr.contains(&*two.key_file.to_string_lossy())
