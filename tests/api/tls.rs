@@ -196,6 +196,7 @@ fn client_config(alpn: &[&[u8]], root: Option<&Pair>) -> ClientConfig {
 pub struct HttpsApp {
     pub addr: SocketAddr,
     pub handle: ServerHandle,
+    pub lifecycle: Arc<tandem::lifecycle::Lifecycle>,
     pub h2: reqwest::Client,
     pub h1: reqwest::Client,
 }
@@ -211,12 +212,14 @@ pub async fn spawn_https(settings: Settings, pair: &Pair) -> HttpsApp {
     let app = Application::build_with(settings, None, Box::new(|| {})).expect("server builds");
     let addr = app.local_addr();
     let handle = app.handle();
+    let lifecycle = app.lifecycle();
     tokio::spawn(app.run_until_stopped());
     let h2 = client_builder_for(&[b"h2", b"http/1.1"], pair, addr);
     let h1 = client_builder_for(&[b"http/1.1"], pair, addr);
     let app = HttpsApp {
         addr,
         handle,
+        lifecycle,
         h2,
         h1,
     };
@@ -459,6 +462,24 @@ async fn an_in_flight_http2_request_finishes_during_a_graceful_stop() {
 }
 
 #[tokio::test]
+async fn draining_closes_http11_connections_and_still_answers_http2() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = ecdsa_pair(dir.path());
+    let app = spawn_https(pair.settings(test_settings()), &pair).await;
+    let res = app.h1.get(app.url("/healthz")).send().await.unwrap();
+    assert!(res.headers().get("connection").is_none());
+    app.lifecycle.begin_drain();
+    let res = app.h1.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(res.headers()["connection"], "close");
+    // HTTP/2 has no `Connection` header: the request is answered, the stop closes the connection.
+    let res = app.h2.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.version()),
+        (503, Version::HTTP_2)
+    );
+}
+
+#[tokio::test]
 async fn rsa_ecdsa_and_ed25519_keys_each_serve() {
     let dir = tempfile::tempdir().unwrap();
     for kind in [KeyKind::Rsa, KeyKind::Ecdsa, KeyKind::Ed25519] {
@@ -644,6 +665,51 @@ fn changed_files_are_reloaded_without_a_signal() {
     assert_eq!(
         TlsConnection::open(server.port).unwrap().certificate(),
         next.cert_der
+    );
+}
+
+#[test]
+fn a_client_that_never_finishes_its_handshake_is_closed_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = ecdsa_pair(dir.path());
+    let server = start_binary(&pair, &[("TANDEM__TLS__HANDSHAKE_TIMEOUT_MS", "300")]);
+    let mut silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let read = silent.read(&mut [0u8; 16]);
+    // actix's own default is 3 s: well past this bound.
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "{:?} {read:?}",
+        started.elapsed()
+    );
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+}
+
+#[test]
+fn handshakes_beyond_the_cap_wait_for_a_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = ecdsa_pair(dir.path());
+    let server = start_binary(
+        &pair,
+        &[
+            ("TANDEM__SERVER__WORKERS", "1"),
+            ("TANDEM__TLS__MAX_HANDSHAKES", "1"),
+            ("TANDEM__TLS__HANDSHAKE_TIMEOUT_MS", "1500"),
+        ],
+    );
+    // A connection that sends nothing holds the worker's only handshake slot until it times out.
+    let _silent = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    let mut conn = TlsConnection::open(server.port).unwrap();
+    assert_eq!(conn.get("/healthz").unwrap().0, 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1000),
+        "answered after {:?}, before the silent handshake's slot was free",
+        started.elapsed()
     );
 }
 
