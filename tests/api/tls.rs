@@ -13,7 +13,9 @@ use std::{
 };
 
 use actix_web::dev::ServerHandle;
-use reqwest::Version;
+use http_body_util::{BodyExt, Empty};
+use hyper::{Version, body::Bytes};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::{
     ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
     client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
@@ -192,19 +194,103 @@ fn client_config(alpn: &[&[u8]], root: Option<&Pair>) -> ClientConfig {
     config
 }
 
+/// One HTTPS exchange, read to the end of its body.
+pub struct Answer {
+    pub status: u16,
+    pub version: Version,
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .expect("a text header")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("a JSON body")
+    }
+}
+
+/// An HTTPS client for `localhost` at one address, offering its ALPN list; every request opens
+/// its own connection and speaks what ALPN chose.
+#[derive(Clone)]
+pub struct HttpsClient {
+    connector: tokio_rustls::TlsConnector,
+    addr: SocketAddr,
+}
+
+impl HttpsClient {
+    pub fn new(alpn: &[&[u8]], root: Option<&Pair>, addr: SocketAddr) -> Self {
+        Self {
+            connector: Arc::new(client_config(alpn, root)).into(),
+            addr,
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.get_with(path, &[]).await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.try_get(path, headers).await.expect("an HTTPS answer")
+    }
+
+    pub async fn try_get(&self, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Answer> {
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        let name = ServerName::try_from("localhost").expect("name");
+        let tls = self.connector.connect(name, tcp).await?;
+        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let authority = format!("localhost:{}", self.addr.port());
+        // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `Host`.
+        let mut request = match h2 {
+            true => hyper::Request::get(format!("https://{authority}{path}")),
+            false => hyper::Request::get(path).header("host", &authority),
+        };
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(std::io::Error::other)?;
+        let io = TokioIo::new(tls);
+        let response = if h2 {
+            let (mut sender, connection) =
+                hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                    .await
+                    .map_err(std::io::Error::other)?;
+            tokio::spawn(connection);
+            sender.send_request(request).await
+        } else {
+            let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(connection);
+            sender.send_request(request).await
+        }
+        .map_err(std::io::Error::other)?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(std::io::Error::other)?;
+        Ok(Answer {
+            status: parts.status.as_u16(),
+            version: parts.version,
+            headers: parts.headers,
+            body: body.to_bytes().to_vec(),
+        })
+    }
+}
+
 /// An HTTPS server in the test process, with clients that negotiate HTTP/2 and HTTP/1.1.
 pub struct HttpsApp {
     pub addr: SocketAddr,
     pub handle: ServerHandle,
     pub lifecycle: Arc<tandem::lifecycle::Lifecycle>,
-    pub h2: reqwest::Client,
-    pub h1: reqwest::Client,
-}
-
-impl HttpsApp {
-    pub fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{}", self.addr.port(), path)
-    }
+    pub h2: HttpsClient,
+    pub h1: HttpsClient,
 }
 
 /// Starts `settings` (HTTPS) in the test process; the clients trust `pair` only.
@@ -214,35 +300,28 @@ pub async fn spawn_https(settings: Settings, pair: &Pair) -> HttpsApp {
     let handle = app.handle();
     let lifecycle = app.lifecycle();
     tokio::spawn(app.run_until_stopped());
-    let h2 = client_builder_for(&[b"h2", b"http/1.1"], pair, addr);
-    let h1 = client_builder_for(&[b"http/1.1"], pair, addr);
     let app = HttpsApp {
         addr,
         handle,
         lifecycle,
-        h2,
-        h1,
+        h2: HttpsClient::new(&[b"h2", b"http/1.1"], Some(pair), addr),
+        h1: HttpsClient::new(&[b"http/1.1"], Some(pair), addr),
     };
+    wait_until_started(&app.h2).await;
+    app
+}
+
+async fn wait_until_started(client: &HttpsClient) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(res) = app.h2.get(app.url("/startupz")).send().await
-            && res.status() == 200
+        if let Ok(res) = client.try_get("/startupz", &[]).await
+            && res.status == 200
         {
-            return app;
+            return;
         }
         assert!(Instant::now() < deadline, "the HTTPS server never started");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-}
-
-/// A client that verifies the server against `pair` and reaches `localhost` at `addr`.
-fn client_builder_for(alpn: &[&[u8]], pair: &Pair, addr: SocketAddr) -> reqwest::Client {
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(client_config(alpn, Some(pair)))
-        .resolve("localhost", addr)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("reqwest client")
 }
 
 fn ecdsa_pair(dir: &Path) -> Pair {
@@ -254,16 +333,14 @@ async fn https_negotiates_http2_and_http11_by_alpn_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let pair = ecdsa_pair(dir.path());
     let app = spawn_https(pair.settings(test_settings()), &pair).await;
-    let res = app.h2.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (200, Version::HTTP_2)
-    );
-    let res = app.h1.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (200, Version::HTTP_11)
-    );
+    let res = app.h2.get("/healthz").await;
+    assert_eq!((res.status, res.version), (200, Version::HTTP_2));
+    let res = app.h1.get("/healthz").await;
+    assert_eq!((res.status, res.version), (200, Version::HTTP_11));
+    // The client verifies the chain: one that trusts another certificate is refused.
+    let other = Pair::make(dir.path(), "other", KeyKind::Ecdsa, 90).unwrap();
+    let stranger = HttpsClient::new(&[b"h2"], Some(&other), app.addr);
+    assert!(stranger.try_get("/healthz", &[]).await.is_err());
     // Nothing but TLS on that port: a plain HTTP request gets no HTTP answer.
     let port = app.addr.port();
     let plain = tokio::task::spawn_blocking(move || raw_get(port, "/healthz"))
@@ -278,49 +355,40 @@ async fn static_negotiation_ranges_and_304_work_over_http2() {
     let pair = ecdsa_pair(dir.path());
     let roots = StaticRoots::new();
     let app = spawn_https(pair.settings(roots.settings()), &pair).await;
-    let get = |path: &str, headers: &[(&str, &str)]| {
-        let mut req = app.h2.get(app.url(path));
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        req.send()
-    };
-    let res = get("/page.html", &[("accept-encoding", "gzip, br")])
-        .await
-        .unwrap();
-    assert_eq!(res.version(), Version::HTTP_2);
-    assert_eq!(res.headers()["content-encoding"], "br");
-    let etag = res.headers()["etag"].to_str().unwrap().to_string();
+    let res = app
+        .h2
+        .get_with("/page.html", &[("accept-encoding", "gzip, br")])
+        .await;
+    assert_eq!((res.status, res.version), (200, Version::HTTP_2));
+    assert_eq!(res.header("content-encoding"), "br");
     let br = std::fs::read(roots.htdocs().join("page.html.br")).unwrap();
-    assert_eq!(res.bytes().await.unwrap(), br);
+    assert_eq!(res.body, br);
+    let etag = res.header("etag").to_string();
 
-    let res = get(
-        "/page.html",
-        &[("accept-encoding", "br"), ("range", "bytes=2-9")],
-    )
-    .await
-    .unwrap();
+    let res = app
+        .h2
+        .get_with(
+            "/page.html",
+            &[("accept-encoding", "br"), ("range", "bytes=2-9")],
+        )
+        .await;
+    assert_eq!((res.status, res.version), (206, Version::HTTP_2));
     assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (206, Version::HTTP_2)
+        res.header("content-range"),
+        format!("bytes 2-9/{}", br.len())
     );
-    assert_eq!(
-        res.headers()["content-range"],
-        format!("bytes 2-9/{}", br.len()).as_str()
-    );
-    assert_eq!(res.bytes().await.unwrap(), br[2..=9]);
+    assert_eq!(res.body, br[2..=9]);
 
-    let res = get(
-        "/page.html",
-        &[("accept-encoding", "br"), ("if-none-match", &etag)],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (304, Version::HTTP_2)
-    );
-    assert_eq!(res.headers()["etag"], etag.as_str());
+    let res = app
+        .h2
+        .get_with(
+            "/page.html",
+            &[("accept-encoding", "br"), ("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!((res.status, res.version), (304, Version::HTTP_2));
+    assert_eq!(res.header("etag"), etag);
+    assert!(res.body.is_empty());
 }
 
 #[tokio::test]
@@ -334,29 +402,18 @@ async fn the_api_request_ids_and_rate_limit_headers_work_over_http2() {
     let app = spawn_https(settings, &pair).await;
     let res = app
         .h2
-        .get(app.url("/api/status"))
-        .header("x-request-id", "h2-request-1")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (200, Version::HTTP_2)
-    );
-    assert_eq!(res.headers()["x-request-id"], "h2-request-1");
-    assert_eq!(res.headers()["x-ratelimit-limit"], "2");
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert_eq!(body["service"], "tandem");
+        .get_with("/api/status", &[("x-request-id", "h2-request-1")])
+        .await;
+    assert_eq!((res.status, res.version), (200, Version::HTTP_2));
+    assert_eq!(res.header("x-request-id"), "h2-request-1");
+    assert_eq!(res.header("x-ratelimit-limit"), "2");
+    assert_eq!(res.json()["service"], "tandem");
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let res = app.h2.get(app.url("/api/status")).send().await.unwrap();
-        statuses.push(res.status().as_u16());
-        if res.status() == 429 {
-            assert_eq!(
-                res.headers()["content-type"],
-                "application/problem+json",
-                "{statuses:?}"
-            );
+        let res = app.h2.get("/api/status").await;
+        statuses.push(res.status);
+        if res.status == 429 {
+            assert_eq!(res.header("content-type"), "application/problem+json");
         }
     }
     assert!(statuses.contains(&429), "{statuses:?}");
@@ -367,20 +424,20 @@ async fn hsts_is_sent_on_every_https_response_only_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let pair = ecdsa_pair(dir.path());
     let app = spawn_https(pair.settings(test_settings()), &pair).await;
-    let res = app.h2.get(app.url("/healthz")).send().await.unwrap();
-    assert!(res.headers().get("strict-transport-security").is_none());
+    let res = app.h2.get("/healthz").await;
+    assert!(res.headers.get("strict-transport-security").is_none());
 
     let mut settings = pair.settings(test_settings());
     settings.tls.hsts_max_age_secs = 31_536_000;
     let app = spawn_https(settings, &pair).await;
     for path in ["/healthz", "/page.html", "/api/status", "/no-such-file"] {
         for client in [&app.h2, &app.h1] {
-            let res = client.get(app.url(path)).send().await.unwrap();
+            let res = client.get(path).await;
             assert_eq!(
-                res.headers()["strict-transport-security"],
+                res.header("strict-transport-security"),
                 "max-age=31536000",
                 "{path} {:?}",
-                res.version()
+                res.version
             );
         }
     }
@@ -391,26 +448,15 @@ async fn an_http2_request_for_the_websocket_gets_a_problem_not_a_hang() {
     let dir = tempfile::tempdir().unwrap();
     let pair = ecdsa_pair(dir.path());
     let app = spawn_https(pair.settings(test_settings()), &pair).await;
-    let res = tokio::time::timeout(
-        Duration::from_secs(5),
-        app.h2.get(app.url("/socket")).send(),
-    )
-    .await
-    .expect("an answer, not a hang")
-    .unwrap();
-    assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (505, Version::HTTP_2)
-    );
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
-    let body: serde_json::Value = res.json().await.unwrap();
-    assert!(
-        body["detail"].as_str().unwrap().contains("HTTP/1.1"),
-        "{body}"
-    );
+    let res = tokio::time::timeout(Duration::from_secs(5), app.h2.get("/socket"))
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!((res.status, res.version), (505, Version::HTTP_2));
+    assert_eq!(res.header("content-type"), "application/problem+json");
+    let detail = res.json()["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("HTTP/1.1"), "{detail}");
     // Over HTTP/1.1 on the same listener it is the WebSocket it always was.
-    let res = app.h1.get(app.url("/socket")).send().await.unwrap();
-    assert_eq!(res.status(), 426);
+    assert_eq!(app.h1.get("/socket").await.status, 426);
 }
 
 #[tokio::test]
@@ -428,33 +474,19 @@ async fn an_in_flight_http2_request_finishes_during_a_graceful_stop() {
     });
     let app = Application::build_with(pair.settings(test_settings()), Some(slow), Box::new(|| {}))
         .expect("server builds");
-    let addr = app.local_addr();
+    let client = HttpsClient::new(&[b"h2"], Some(&pair), app.local_addr());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
-    let client = client_builder_for(&[b"h2"], &pair, addr);
-    let url = format!("https://localhost:{}/test/slow", addr.port());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client
-        .get(url.replace("/test/slow", "/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the HTTPS server never started");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let request = tokio::spawn(async move { client.get(url).send().await });
+    wait_until_started(&client).await;
+    let request = tokio::spawn(async move { client.try_get("/test/slow", &[]).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let stopped = tokio::spawn(handle.stop(true));
     let res = request
         .await
         .unwrap()
         .expect("the in-flight stream is answered");
-    assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (200, Version::HTTP_2)
-    );
-    assert_eq!(res.text().await.unwrap(), "slow answer");
+    assert_eq!((res.status, res.version), (200, Version::HTTP_2));
+    assert_eq!(res.body, b"slow answer");
     tokio::time::timeout(Duration::from_secs(10), stopped)
         .await
         .expect("the server stops")
@@ -466,17 +498,14 @@ async fn draining_closes_http11_connections_and_still_answers_http2() {
     let dir = tempfile::tempdir().unwrap();
     let pair = ecdsa_pair(dir.path());
     let app = spawn_https(pair.settings(test_settings()), &pair).await;
-    let res = app.h1.get(app.url("/healthz")).send().await.unwrap();
-    assert!(res.headers().get("connection").is_none());
+    let res = app.h1.get("/healthz").await;
+    assert!(res.headers.get("connection").is_none());
     app.lifecycle.begin_drain();
-    let res = app.h1.get(app.url("/healthz")).send().await.unwrap();
-    assert_eq!(res.headers()["connection"], "close");
+    let res = app.h1.get("/healthz").await;
+    assert_eq!(res.header("connection"), "close");
     // HTTP/2 has no `Connection` header: the request is answered, the stop closes the connection.
-    let res = app.h2.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(
-        (res.status().as_u16(), res.version()),
-        (503, Version::HTTP_2)
-    );
+    let res = app.h2.get("/readyz").await;
+    assert_eq!((res.status, res.version), (503, Version::HTTP_2));
 }
 
 #[tokio::test]
@@ -487,8 +516,7 @@ async fn rsa_ecdsa_and_ed25519_keys_each_serve() {
             return;
         };
         let app = spawn_https(pair.settings(test_settings()), &pair).await;
-        let res = app.h2.get(app.url("/healthz")).send().await.unwrap();
-        assert_eq!(res.status(), 200, "{kind:?}");
+        assert_eq!(app.h2.get("/healthz").await.status, 200, "{kind:?}");
         app.handle.stop(false).await;
     }
 }
