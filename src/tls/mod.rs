@@ -1,6 +1,6 @@
 //! HTTPS on the main listener (docs/reference.md §3 `tls`, §9 reload): the rustls server
-//! configuration (TLS 1.2 and 1.3 with rustls' safe defaults on the `ring` provider, ALPN `h2`
-//! and `http/1.1`), the certificate slot every handshake reads, the pair from files and its
+//! configuration (TLS 1.2 and 1.3 with rustls' safe defaults on the `ring` provider; actix-http
+//! adds ALPN `h2` and `http/1.1`), the certificate slot every handshake reads, the pair from files and its
 //! reload, the HSTS header, and the certificate lines of `tandem check`.
 
 pub(crate) mod certificates;
@@ -21,9 +21,6 @@ use self::{
     slot::CertificateSlot,
 };
 use crate::config::{ConfigError, TlsMode, TlsSettings};
-
-/// ALPN, in the server's order of preference: HTTP/2, then HTTP/1.1 (which `/socket` needs).
-const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// Everything the main listener needs to speak HTTPS, built once at start.
 pub(crate) struct Https {
@@ -82,14 +79,15 @@ impl Https {
     }
 }
 
-/// The rustls configuration of the main listener: certificates come from `slot`.
+/// The rustls configuration of the main listener: certificates come from `slot`. ALPN is
+/// actix-http's to set: `listen_rustls_0_23` puts `h2` then `http/1.1` (which `/socket` needs)
+/// in front of whatever the configuration lists, so it lists nothing.
 pub(crate) fn server_config(slot: Arc<CertificateSlot>) -> Result<ServerConfig, ConfigError> {
-    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
         .map_err(|err| ConfigError::new(format!("cannot configure TLS: {err}")))?
         .with_no_client_auth()
         .with_cert_resolver(slot);
-    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
 

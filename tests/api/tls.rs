@@ -769,18 +769,19 @@ fn healthcheck_works_against_an_https_only_server() {
 #[test]
 fn check_prints_each_certificate_and_warns_under_fourteen_days() {
     let dir = tempfile::tempdir().unwrap();
-    let check = |pair: &Pair| {
+    let check = |pair: &Pair, status: i32| {
         let mut cmd = tandem_command();
         cmd.arg("check");
         for (k, v) in pair.env() {
             cmd.env(k, v);
         }
         let out = cmd.output().unwrap();
-        assert_eq!(out.status.code(), Some(0));
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(status), "{stderr}");
+        stderr
     };
     let lasting = Pair::make(dir.path(), "lasting", KeyKind::Ecdsa, 90).unwrap();
-    let stderr = check(&lasting);
+    let stderr = check(&lasting, 0);
     let line = stderr
         .lines()
         .find(|l| l.contains("certificate 1 of 1 in"))
@@ -792,12 +793,24 @@ fn check_prints_each_certificate_and_warns_under_fourteen_days() {
     assert!(!stderr.contains("under 14"), "{stderr}");
 
     let expiring = Pair::make(dir.path(), "expiring", KeyKind::Ecdsa, 5).unwrap();
-    let stderr = check(&expiring);
+    let stderr = check(&expiring, 0);
     assert!(
         stderr
             .lines()
             .any(|l| l.starts_with("tandem: warning: certificate 1 of 1 in")
                 && l.contains("under 14")),
+        "{stderr}"
+    );
+
+    // A pair `serve` would refuse is refused by `check` too, with the same sentence.
+    let crossed = Pair {
+        cert_file: lasting.cert_file.clone(),
+        key_file: expiring.key_file.clone(),
+        cert_der: Vec::new(),
+    };
+    let stderr = check(&crossed, 2);
+    assert!(
+        stderr.contains("is not the private key of the certificate in tls.cert_file"),
         "{stderr}"
     );
 }
