@@ -187,6 +187,10 @@ impl Pipeline {
             log.finish_without_body(status.as_u16());
         }
         let close = drain::must_close(&self.lifecycle, status);
+        let problem = match &self.hsts {
+            Some(hsts) => problem.with_header(STRICT_TRANSPORT_SECURITY, hsts.clone()),
+            None => problem,
+        };
         Rendered::new(problem, context.ids.clone(), close).into()
     }
 }

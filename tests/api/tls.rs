@@ -295,7 +295,16 @@ pub struct HttpsApp {
 
 /// Starts `settings` (HTTPS) in the test process; the clients trust `pair` only.
 pub async fn spawn_https(settings: Settings, pair: &Pair) -> HttpsApp {
-    let app = Application::build_with(settings, None, Box::new(|| {})).expect("server builds");
+    spawn_https_with(settings, pair, None).await
+}
+
+/// Like [`spawn_https`], with `extra` routes of the test's.
+pub async fn spawn_https_with(
+    settings: Settings,
+    pair: &Pair,
+    extra: Option<tandem::startup::ExtraRoutes>,
+) -> HttpsApp {
+    let app = Application::build_with(settings, extra, Box::new(|| {})).expect("server builds");
     let addr = app.local_addr();
     let handle = app.handle();
     let lifecycle = app.lifecycle();
@@ -429,8 +438,27 @@ async fn hsts_is_sent_on_every_https_response_only_when_configured() {
 
     let mut settings = pair.settings(test_settings());
     settings.tls.hsts_max_age_secs = 31_536_000;
-    let app = spawn_https(settings, &pair).await;
-    for path in ["/healthz", "/page.html", "/api/status", "/no-such-file"] {
+    let panicking: tandem::startup::ExtraRoutes =
+        Arc::new(|cfg: &mut actix_web::web::ServiceConfig| {
+            cfg.route(
+                "/test/panic",
+                actix_web::web::get().to(|| async {
+                    if true {
+                        panic!("deliberate test panic");
+                    }
+                    "unreachable"
+                }),
+            );
+        });
+    let app = spawn_https_with(settings, &pair, Some(panicking)).await;
+    // A file, a probe, the API, a 404 and a panicking handler's 500: every way out of the pipeline.
+    for path in [
+        "/healthz",
+        "/page.html",
+        "/api/status",
+        "/no-such-file",
+        "/test/panic",
+    ] {
         for client in [&app.h2, &app.h1] {
             let res = client.get(path).await;
             assert_eq!(
