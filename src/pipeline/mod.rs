@@ -12,8 +12,9 @@
 //! 5. the route, with panics caught: a panicking handler answers 500 and the worker lives on;
 //! 6. error shape: any status of 400 or more becomes problem+json or the 404 page, once
 //!    ([`errors`]);
-//! 7. IDs and quota echoed, `Connection: close` while draining ([`drain`]), and the access line
-//!    written when the body is sent.
+//! 7. IDs and quota echoed, `Strict-Transport-Security` when HTTPS has HSTS configured,
+//!    `Connection: close` while draining ([`drain`]), and the access line written when the body
+//!    is sent.
 //!
 //! A static cache hit takes the short way through: steps 3 and 4 are a comparison each when
 //! they do not apply, step 6 is skipped below 400, and nothing is allocated for the access log

@@ -37,6 +37,8 @@ pub(crate) struct FileReload {
     /// The fingerprint of the content last loaded or refused, so a bad pair is reported once,
     /// not at every poll.
     seen: u64,
+    /// Why the files could not be read at the last look, reported once for the same reason.
+    unreadable: Option<PairError>,
 }
 
 /// The running reload task; dropping it stops the task.
@@ -62,6 +64,7 @@ impl FileReload {
             slot,
             every,
             seen: loaded.fingerprint(),
+            unreadable: None,
         }
     }
 
@@ -103,13 +106,21 @@ impl FileReload {
         .await;
         let outcome = match read {
             Ok(Ok((fingerprint, _))) if trigger == Trigger::Changed && fingerprint == self.seen => {
+                self.unreadable = None;
                 return;
             }
             Ok(Ok((fingerprint, parsed))) => {
                 self.seen = fingerprint;
+                self.unreadable = None;
                 parsed
             }
-            Ok(Err(unreadable)) => Err(unreadable),
+            Ok(Err(unreadable)) => {
+                if trigger == Trigger::Changed && self.unreadable.as_ref() == Some(&unreadable) {
+                    return;
+                }
+                self.unreadable = Some(unreadable.clone());
+                Err(unreadable)
+            }
             Err(err) => {
                 log::error!(
                     "{}: cannot read the certificate files: {err}",
