@@ -130,10 +130,19 @@ fn testssl_finds_nothing_high_or_critical() {
         .filter(|f| matches!(f["severity"].as_str(), Some("HIGH" | "CRITICAL")))
         .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
         .collect();
+    let count = |severity: &str| {
+        findings
+            .iter()
+            .filter(|f| f["severity"] == severity)
+            .count()
+    };
+    let counts = ["OK", "INFO", "LOW", "MEDIUM", "HIGH", "CRITICAL", "WARN"]
+        .map(|severity| format!("{severity} {}", count(severity)))
+        .join(", ");
     // Printed past libtest's capture, so `cargo test` shows the summary to paste.
     let _ = writeln!(
         std::io::stdout(),
-        "testssl.sh summary ({} findings):\n{report}",
+        "testssl.sh summary ({} findings: {counts}):\n{report}",
         findings.len()
     );
     assert!(
