@@ -764,6 +764,7 @@ mod tests {
                 "rate_limit.redis_timeout_ms",
             ),
             ("TANDEM__TLS__MODE", "https", "tls.mode"),
+            ("TANDEM__TLS__MODE", "acme", "tls.mode"),
             ("TANDEM__TLS__MODE", "files", "tls.cert_file"),
             ("TANDEM__TLS__REDIRECT_PORT", "80", "tls.redirect_port"),
             ("TANDEM__TLS__PUBLIC_PORT", "0", "tls.public_port"),

@@ -156,3 +156,21 @@ pub struct CertificateReport {
     pub lines: Vec<String>,
     pub warnings: Vec<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hsts_is_built_only_for_https_with_a_max_age() {
+        let mut tls = TlsSettings {
+            hsts_max_age_secs: 600,
+            ..TlsSettings::default()
+        };
+        assert_eq!(hsts_header(&tls), None, "plain HTTP");
+        tls.mode = TlsMode::Files;
+        assert_eq!(hsts_header(&tls).unwrap(), "max-age=600");
+        tls.hsts_max_age_secs = 0;
+        assert_eq!(hsts_header(&tls), None, "max-age 0");
+    }
+}
