@@ -12,8 +12,9 @@
 //! 5. the route, with panics caught: a panicking handler answers 500 and the worker lives on;
 //! 6. error shape: any status of 400 or more becomes problem+json or the 404 page, once
 //!    ([`errors`]);
-//! 7. IDs and quota echoed, `Connection: close` while draining ([`drain`]), and the access line
-//!    written when the body is sent;
+//! 7. IDs and quota echoed, `Strict-Transport-Security` when HTTPS has HSTS configured,
+//!    `Connection: close` while draining ([`drain`]), and the access line written when the body
+//!    is sent;
 //! 8. the request counted for `/metrics` by route class and status class ([`figures`]).
 //!
 //! A static cache hit takes the short way through: steps 3 and 4 are a comparison each when
@@ -42,7 +43,10 @@ use actix_web::{
     Error, HttpResponse,
     body::{BoxBody, MessageBody},
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
-    http::StatusCode,
+    http::{
+        StatusCode,
+        header::{HeaderValue, STRICT_TRANSPORT_SECURITY},
+    },
     web,
 };
 use futures_util::{FutureExt, future::LocalBoxFuture};
@@ -72,6 +76,8 @@ pub(crate) struct Pipeline {
     /// other routes than the table's exist (tests), or in nginx mode.
     pub(crate) direct_static: Option<web::Data<StaticFiles>>,
     pub(crate) figures: Figures,
+    /// `Strict-Transport-Security` for every response, when HTTPS with HSTS is configured.
+    pub(crate) hsts: Option<HeaderValue>,
 }
 
 /// The pipeline as an actix layer; cloned into every worker.
@@ -168,6 +174,10 @@ impl Pipeline {
             res
         };
         context.ids.echo(res.headers_mut());
+        if let Some(hsts) = &self.hsts {
+            res.headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
         if let Ok(Some(quota)) = counted {
             quota.write(res.headers_mut());
         }
@@ -195,6 +205,10 @@ impl Pipeline {
             log.finish_without_body(status.as_u16());
         }
         let close = drain::must_close(&self.lifecycle, status);
+        let problem = match &self.hsts {
+            Some(hsts) => problem.with_header(STRICT_TRANSPORT_SECURITY, hsts.clone()),
+            None => problem,
+        };
         Rendered::new(problem, context.ids.clone(), close).into()
     }
 }

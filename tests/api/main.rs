@@ -29,6 +29,8 @@ mod static_files_freshness;
 mod static_files_headers;
 mod static_files_negotiation;
 mod static_files_safety;
+mod tls;
+mod tls_scan;
 mod websocket_client;
 mod websocket_echo;
 mod websocket_lifecycle;
