@@ -25,6 +25,7 @@ pub mod startup;
 pub(crate) mod state;
 pub mod static_files;
 pub mod telemetry;
+pub mod tls;
 pub(crate) mod websocket;
 
 pub use config::Settings;

@@ -27,6 +27,7 @@ mod static_files_freshness;
 mod static_files_headers;
 mod static_files_negotiation;
 mod static_files_safety;
+mod tls_redirect;
 mod websocket_client;
 mod websocket_echo;
 mod websocket_lifecycle;
