@@ -27,6 +27,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub websocket: WebSocketSettings,
     pub log: LogSettings,
+    pub tls: TlsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +143,58 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     pub format: LogFormat,
+}
+
+/// Whether the main listener speaks HTTPS, and where its certificate comes from (§3 `tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain HTTP: a proxy in front terminates TLS.
+    Off,
+    /// HTTPS with the PEM pair at `tls.cert_file` and `tls.key_file`.
+    Files,
+    /// HTTPS with certificates obtained by ACME (the `[tls.acme]` table).
+    Acme,
+}
+
+impl TlsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Off => "off",
+            TlsMode::Files => "files",
+            TlsMode::Acme => "acme",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub redirect_port: u16,
+    pub public_port: u16,
+    pub hsts_max_age_secs: u64,
+    pub handshake_timeout_ms: u64,
+    pub max_handshakes: usize,
+    pub reload_check_secs: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self {
+            mode: TlsMode::Off,
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
+            redirect_port: 0,
+            public_port: 443,
+            hsts_max_age_secs: 0,
+            handshake_timeout_ms: 10_000,
+            max_handshakes: 256,
+            reload_check_secs: 10,
+        }
+    }
 }
 
 impl Default for AppSettings {
@@ -325,7 +378,8 @@ impl Settings {
         self.validate_static()?;
         self.trusted_networks()?;
         self.validate_rate_limit()?;
-        self.validate_websocket()
+        self.validate_websocket()?;
+        self.validate_tls()
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {
@@ -453,6 +507,52 @@ impl Settings {
         Ok(())
     }
 
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let tls = &self.tls;
+        match tls.mode {
+            TlsMode::Off if tls.redirect_port != 0 => {
+                return Err(ConfigError::key(
+                    "tls.redirect_port",
+                    "redirects to HTTPS, so it needs tls.mode = \"files\" or \"acme\" (or 0 for no redirect listener)",
+                ));
+            }
+            TlsMode::Files => validate_pem_paths(tls)?,
+            // The `[tls.acme]` table is the ACME client's; without it there is no certificate.
+            TlsMode::Acme => {
+                return Err(ConfigError::key(
+                    "tls.mode",
+                    "is \"acme\", which needs a [tls.acme] table with the domains and contact; use \"files\" with tls.cert_file and tls.key_file meanwhile",
+                ));
+            }
+            TlsMode::Off => {}
+        }
+        if tls.redirect_port != 0 && tls.redirect_port == self.server.port {
+            return Err(ConfigError::key(
+                "tls.redirect_port",
+                format!(
+                    "is {}, the HTTPS port (server.port); choose another port such as 80",
+                    tls.redirect_port
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("tls.public_port", u64::from(tls.public_port)),
+            ("tls.handshake_timeout_ms", tls.handshake_timeout_ms),
+            ("tls.max_handshakes", tls.max_handshakes as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::key(key, "must be greater than 0"));
+            }
+        }
+        if tls.max_handshakes > usize::from(u16::MAX) {
+            return Err(ConfigError::key(
+                "tls.max_handshakes",
+                "must be at most 65535 (handshakes in flight per worker)",
+            ));
+        }
+        Ok(())
+    }
+
     /// `proxy.trusted` parsed: CIDRs, or single addresses taken as /32 or /128.
     pub fn trusted_networks(&self) -> Result<Vec<IpNet>, ConfigError> {
         self.proxy
@@ -502,6 +602,32 @@ fn validate_rate_limit_backend(rl: &RateLimitSettings) -> Result<(), ConfigError
             "rate_limit.redis_timeout_ms",
             "must be between 1 and 10000 (it bounds what a slow Redis adds to each request)",
         ));
+    }
+    Ok(())
+}
+
+/// `tls.mode = "files"` needs both paths, naming existing files; whether they hold a matching
+/// pair is decided when they are loaded (`tls::certificates`), at start and by `tandem check`.
+fn validate_pem_paths(tls: &TlsSettings) -> Result<(), ConfigError> {
+    for (key, path) in [
+        ("tls.cert_file", &tls.cert_file),
+        ("tls.key_file", &tls.key_file),
+    ] {
+        if path.as_os_str().is_empty() {
+            return Err(ConfigError::key(
+                key,
+                "must name a PEM file when tls.mode = \"files\"",
+            ));
+        }
+        if !path.is_file() {
+            return Err(ConfigError::key(
+                key,
+                format!(
+                    "points to {}, which is not a readable file; fix the path or set tls.mode = \"off\"",
+                    path.display()
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -637,6 +763,17 @@ mod tests {
                 "0",
                 "rate_limit.redis_timeout_ms",
             ),
+            ("TANDEM__TLS__MODE", "https", "tls.mode"),
+            ("TANDEM__TLS__MODE", "files", "tls.cert_file"),
+            ("TANDEM__TLS__REDIRECT_PORT", "80", "tls.redirect_port"),
+            ("TANDEM__TLS__PUBLIC_PORT", "0", "tls.public_port"),
+            (
+                "TANDEM__TLS__HANDSHAKE_TIMEOUT_MS",
+                "0",
+                "tls.handshake_timeout_ms",
+            ),
+            ("TANDEM__TLS__MAX_HANDSHAKES", "0", "tls.max_handshakes"),
+            ("TANDEM__TLS__MAX_HANDSHAKES", "70000", "tls.max_handshakes"),
         ];
         for (var, value, key) in cases {
             let mut vars = nginx_mode();
@@ -671,6 +808,21 @@ mod tests {
         let err = Settings::load_from(None, &vars).unwrap_err().to_string();
         assert!(err.contains("rate_limit.redis_url"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn tls_files_mode_names_the_missing_file() {
+        let mut vars = nginx_mode();
+        vars.extend(env(&[
+            ("TANDEM__TLS__MODE", "files"),
+            ("TANDEM__TLS__CERT_FILE", "Cargo.toml"),
+            ("TANDEM__TLS__KEY_FILE", "/definitely/not/here.pem"),
+        ]));
+        let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+        assert!(
+            err.contains("tls.key_file") && err.contains("/definitely/not/here.pem"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use clap::Parser;
 use tandem::{
     Application, Settings,
     cli::{Cli, Command},
-    config, healthcheck, precompress, static_files, telemetry,
+    config, healthcheck, precompress, static_files, telemetry, tls,
 };
 
 fn main() -> ExitCode {
@@ -28,6 +28,20 @@ fn main() -> ExitCode {
                     eprintln!("tandem: warning: {warning}");
                 }
             }
+            match tls::certificate_report(&settings.tls) {
+                Ok(report) => {
+                    for line in report.lines {
+                        eprintln!("tandem: {line}");
+                    }
+                    for warning in report.warnings {
+                        eprintln!("tandem: warning: {warning}");
+                    }
+                }
+                Err(err) => {
+                    eprintln!("tandem: {err}");
+                    return ExitCode::from(2);
+                }
+            }
             eprintln!(
                 "tandem: configuration OK ({})",
                 file.map_or("built-in defaults and environment".into(), |p| p
@@ -36,7 +50,10 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Healthcheck => match healthcheck::check(healthcheck::probe_address(&settings)) {
+        Command::Healthcheck => match healthcheck::check(
+            healthcheck::probe_address(&settings),
+            settings.tls.mode != config::TlsMode::Off,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("tandem: healthcheck failed: {err}");

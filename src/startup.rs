@@ -9,6 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use actix_tls::accept::rustls_0_23::TlsStream;
 use actix_web::{
     App, HttpServer,
     dev::{Server, ServerHandle},
@@ -19,7 +20,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::{
     client_ip::TrustedProxies,
-    config::{ConfigError, ServerSettings, Settings, StaticMode, StaticSettings},
+    config::{ConfigError, ServerSettings, Settings, StaticMode, StaticSettings, TlsMode},
     lifecycle::{Lifecycle, listener_gate::ListenerGate, signals::StopSequence},
     pipeline::{AccessLog, BodyLimit, ErrorPages, Pipeline, PipelineLayer},
     problem::Problem,
@@ -27,6 +28,7 @@ use crate::{
     routes::{self, api},
     state::AppState,
     static_files::{self, StaticFiles},
+    tls::{self, Https, reload::ReloadTask},
     websocket::SocketRegistry,
 };
 
@@ -98,6 +100,7 @@ pub struct Application {
     settings: Arc<Settings>,
     gate: Option<ListenerGate>,
     _pruner: Option<Pruner>,
+    _certificate_reload: Option<ReloadTask>,
 }
 
 /// What the per-worker app factory needs, built once for all workers.
@@ -127,6 +130,8 @@ impl Application {
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
         // A second handle on the same socket, so the stop sequence can close it on time.
         let gate = listener.try_clone().ok().map(ListenerGate::new);
+        // Before anything serves: a bad certificate pair is a configuration error (exit 2).
+        let mut https = Https::from_settings(&settings.tls)?;
         let settings = Arc::new(settings);
         let lifecycle = Arc::new(Lifecycle::default());
         // Built once, here, not in the per-worker factory: one limiter for the whole server.
@@ -153,7 +158,11 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             extra,
         };
-        let server = serve(&settings.server, listener, shared)?;
+        let certificate_reload = match https.as_mut() {
+            Some(https) => https.watch_files().map_err(StartError::Io)?,
+            None => None,
+        };
+        let server = serve(&settings.server, listener, shared, https)?;
         start_up(&settings, lifecycle.clone(), startup_work);
         Ok(Self {
             server,
@@ -162,6 +171,7 @@ impl Application {
             settings,
             gate,
             _pruner: pruner,
+            _certificate_reload: certificate_reload,
         })
     }
 
@@ -185,8 +195,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> io::Result<()> {
         let settings = &self.settings;
         log::info!(
-            "tandem {} listening on http://{} (static.mode = {}, htdocs = {}, public = {}, workers = {})",
+            "tandem {} listening on {}://{} (static.mode = {}, htdocs = {}, public = {}, workers = {})",
             settings.app.version,
+            if settings.tls.mode == TlsMode::Off {
+                "http"
+            } else {
+                "https"
+            },
             self.local_addr,
             settings.static_files.mode.as_str(),
             settings.static_files.htdocs.display(),
@@ -244,6 +259,7 @@ fn pipeline_of(
         },
         lifecycle: lifecycle.clone(),
         direct_static: static_files.filter(|_| only_table_routes).cloned(),
+        hsts: tls::hsts_header(&settings.tls),
     }))
 }
 
@@ -304,11 +320,13 @@ fn app(
         .wrap(pipeline)
 }
 
-/// Starts the HTTP server on `listener` with every `server.*` setting.
+/// Starts the HTTP server on `listener` with every `server.*` setting; HTTPS (HTTP/2 and
+/// HTTP/1.1 by ALPN) when `https` is given.
 fn serve(
     server_settings: &ServerSettings,
     listener: TcpListener,
     shared: Shared,
+    https: Option<Https>,
 ) -> Result<Server, StartError> {
     let server = HttpServer::new(move || app(shared.clone()))
         .workers(worker_count(server_settings.workers))
@@ -324,14 +342,22 @@ fn serve(
         .disable_signals()
         .on_connect(|conn, _| {
             // Without it, Nagle's algorithm holds a response's body behind its head (~40 ms).
-            if let Some(tcp) = conn.downcast_ref::<TcpStream>() {
+            let tcp = match conn.downcast_ref::<TlsStream<TcpStream>>() {
+                Some(tls) => Some(tls.get_ref().0),
+                None => conn.downcast_ref::<TcpStream>(),
+            };
+            if let Some(tcp) = tcp {
                 let _ = tcp.set_nodelay(true);
             }
-        })
-        .listen(listener)
-        .map_err(StartError::Io)?
-        .run();
-    Ok(server)
+        });
+    let server = match https {
+        Some(https) => server
+            .tls_handshake_timeout(https.handshake_timeout)
+            .max_connection_rate(https.max_handshakes)
+            .listen_rustls_0_23(listener, https.server_config),
+        None => server.listen(listener),
+    };
+    Ok(server.map_err(StartError::Io)?.run())
 }
 
 /// The start-up work `/startupz` waits for (docs/reference.md §4, §9): in app mode the sibling

@@ -39,7 +39,10 @@ use actix_web::{
     Error, HttpResponse,
     body::{BoxBody, MessageBody},
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
-    http::StatusCode,
+    http::{
+        StatusCode,
+        header::{HeaderValue, STRICT_TRANSPORT_SECURITY},
+    },
     web,
 };
 use futures_util::{FutureExt, future::LocalBoxFuture};
@@ -66,6 +69,8 @@ pub(crate) struct Pipeline {
     /// The static files, to answer a path no route has without asking the router; `None` when
     /// other routes than the table's exist (tests), or in nginx mode.
     pub(crate) direct_static: Option<web::Data<StaticFiles>>,
+    /// `Strict-Transport-Security` for every response, when HTTPS with HSTS is configured.
+    pub(crate) hsts: Option<HeaderValue>,
 }
 
 /// The pipeline as an actix layer; cloned into every worker.
@@ -152,6 +157,10 @@ impl Pipeline {
             res
         };
         context.ids.echo(res.headers_mut());
+        if let Some(hsts) = &self.hsts {
+            res.headers_mut()
+                .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
         if let Ok(Some(quota)) = counted {
             quota.write(res.headers_mut());
         }

@@ -1,10 +1,162 @@
-//! HTTPS (docs/reference.md §3, `tls`): the certificate slot every handshake reads, the ACME
-//! HTTP-01 challenges in flight, and the plain-HTTP listener that redirects to HTTPS.
+//! HTTPS on the main listener (docs/reference.md §3 `tls`, §9 reload): the rustls server
+//! configuration (TLS 1.2 and 1.3 with rustls' safe defaults on the `ring` provider, ALPN `h2`
+//! and `http/1.1`), the certificate slot every handshake reads, the pair from files and its
+//! reload, the HSTS header, and the certificate lines of `tandem check`. Beside it, the
+//! plain-HTTP listener that redirects to HTTPS ([`redirect`]).
 
-// The ACME client fills it; it is merged from its own branch.
-#[allow(dead_code, reason = "filled by the ACME client, merged separately")]
+pub(crate) mod certificates;
+// Filled by the ACME client and read by the redirect listener, neither of which is on this branch.
+#[allow(dead_code)]
 pub(crate) mod challenges;
 pub mod redirect;
-// The certificate loader and the ACME client fill it; they are merged from their own branches.
-#[allow(dead_code, reason = "used by the HTTPS listener, merged separately")]
+pub(crate) mod reload;
 pub(crate) mod slot;
+
+use std::{sync::Arc, time::Duration};
+
+use actix_web::http::header::HeaderValue;
+use rustls::{ServerConfig, crypto::ring, version};
+
+use self::{
+    certificates::{PairError, PemFiles, PemPaths},
+    reload::FileReload,
+    slot::CertificateSlot,
+};
+use crate::config::{ConfigError, TlsMode, TlsSettings};
+
+/// ALPN, in the server's order of preference: HTTP/2, then HTTP/1.1 (which `/socket` needs).
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+
+/// Everything the main listener needs to speak HTTPS, built once at start.
+pub(crate) struct Https {
+    /// The certificate handshakes get; file reloads (and ACME renewals) replace it.
+    pub(crate) slot: Arc<CertificateSlot>,
+    pub(crate) server_config: ServerConfig,
+    pub(crate) handshake_timeout: Duration,
+    /// Handshakes in flight per worker; more connections wait in the accept queue.
+    pub(crate) max_handshakes: usize,
+    /// With `tls.mode = "files"`: the files and what was loaded from them.
+    files: Option<(PemPaths, PemFiles)>,
+    reload_every: Option<Duration>,
+}
+
+impl Https {
+    /// `None` with `tls.mode = "off"`. With `"files"` the pair is loaded and checked now, so a bad
+    /// one stops the start with its sentence (exit status 2).
+    pub(crate) fn from_settings(tls: &TlsSettings) -> Result<Option<Self>, ConfigError> {
+        let slot = Arc::new(CertificateSlot::default());
+        let files = match tls.mode {
+            TlsMode::Off => return Ok(None),
+            TlsMode::Acme => None,
+            TlsMode::Files => {
+                let paths = pem_paths(tls);
+                let files = paths.read().map_err(refused)?;
+                let loaded = files.parse(&paths).map_err(refused)?;
+                for facts in &loaded.chain {
+                    log::info!(
+                        "serving the certificate from {}: {facts}",
+                        paths.cert_file.display()
+                    );
+                }
+                slot.replace(loaded.key);
+                Some((paths, files))
+            }
+        };
+        Ok(Some(Self {
+            server_config: server_config(slot.clone())?,
+            slot,
+            handshake_timeout: Duration::from_millis(tls.handshake_timeout_ms),
+            max_handshakes: tls.max_handshakes,
+            files,
+            reload_every: (tls.reload_check_secs > 0)
+                .then(|| Duration::from_secs(tls.reload_check_secs)),
+        }))
+    }
+
+    /// Starts reloading the files on SIGHUP and when they change; `None` without files.
+    pub(crate) fn watch_files(&mut self) -> std::io::Result<Option<reload::ReloadTask>> {
+        let Some((paths, files)) = self.files.take() else {
+            return Ok(None);
+        };
+        FileReload::new(paths, &files, self.slot.clone(), self.reload_every)
+            .spawn()
+            .map(Some)
+    }
+}
+
+/// The rustls configuration of the main listener: certificates come from `slot`.
+pub(crate) fn server_config(slot: Arc<CertificateSlot>) -> Result<ServerConfig, ConfigError> {
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(&[&version::TLS13, &version::TLS12])
+        .map_err(|err| ConfigError::new(format!("cannot configure TLS: {err}")))?
+        .with_no_client_auth()
+        .with_cert_resolver(slot);
+    config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// `Strict-Transport-Security: max-age=N`, built once; `None` when `tls.hsts_max_age_secs` is 0
+/// or the listener speaks plain HTTP (browsers ignore the header there, RFC 6797 §8.1).
+pub(crate) fn hsts_header(tls: &TlsSettings) -> Option<HeaderValue> {
+    (tls.mode != TlsMode::Off && tls.hsts_max_age_secs > 0)
+        .then(|| HeaderValue::try_from(format!("max-age={}", tls.hsts_max_age_secs)))
+        .and_then(Result::ok)
+}
+
+fn pem_paths(tls: &TlsSettings) -> PemPaths {
+    PemPaths {
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+    }
+}
+
+fn refused(err: PairError) -> ConfigError {
+    ConfigError::new(err.to_string())
+}
+
+/// Certificates under this many days from expiry get a warning from `tandem check`.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+/// What `tandem check` says about the configured certificates (docs/reference.md §2): one line
+/// per certificate of the chain, and warnings for those expiring within 14 days. Empty unless
+/// `tls.mode = "files"`; `Err` is the sentence that would stop `tandem serve`.
+pub fn certificate_report(tls: &TlsSettings) -> Result<CertificateReport, String> {
+    let mut report = CertificateReport::default();
+    if tls.mode != TlsMode::Files {
+        return Ok(report);
+    }
+    let paths = pem_paths(tls);
+    let loaded = paths.load().map_err(|err| err.to_string())?;
+    let now = jiff::Timestamp::now();
+    let count = loaded.chain.len();
+    for (i, facts) in loaded.chain.iter().enumerate() {
+        let place = format!(
+            "certificate {} of {count} in {}",
+            i + 1,
+            paths.cert_file.display()
+        );
+        let left = facts.not_after.as_second() - now.as_second();
+        let days = left.div_euclid(86_400);
+        report
+            .lines
+            .push(format!("{place}: {facts} (in {days} days)"));
+        if left < 0 {
+            report
+                .warnings
+                .push(format!("{place} expired on {}", facts.not_after));
+        } else if days < EXPIRY_WARNING_DAYS {
+            report.warnings.push(format!(
+                "{place} expires in {days} days (on {}), under {EXPIRY_WARNING_DAYS}; renew it",
+                facts.not_after
+            ));
+        }
+    }
+    Ok(report)
+}
+
+/// Lines for `tandem check`.
+#[derive(Debug, Default)]
+pub struct CertificateReport {
+    pub lines: Vec<String>,
+    pub warnings: Vec<String>,
+}

@@ -1,13 +1,15 @@
 //! `GET /socket` (docs/reference.md §7): the upgrade. It is refused with 426 when the request is
 //! not a WebSocket handshake and with 503 once `websocket.max_connections` sockets are open; an
-//! accepted socket gets its own echo task.
+//! accepted socket gets its own echo task. Over HTTP/2 (HTTPS with ALPN `h2`) it answers 505:
+//! WebSockets over HTTP/2 (RFC 8441) are not supported, and browsers open an HTTP/1.1
+//! connection for `wss://` when the server does not offer them.
 
 use actix_http::ws::{self as proto, HandshakeError};
 use actix_web::{
     FromRequest, HttpRequest, HttpResponse,
     dev::Payload,
     http::{
-        StatusCode,
+        StatusCode, Version,
         header::{self, HeaderValue},
     },
     web,
@@ -22,6 +24,12 @@ pub(crate) async fn socket(
     state: web::Data<AppState>,
     registry: web::Data<SocketRegistry>,
 ) -> Result<HttpResponse, Problem> {
+    if req.version() == Version::HTTP_2 {
+        return Err(Problem::new(
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "this resource is a WebSocket over HTTP/1.1 only (RFC 8441, WebSockets over HTTP/2, is not supported); connect with HTTP/1.1",
+        ));
+    }
     proto::verify_handshake(req.head()).map_err(refusal)?;
     let Some(place) = registry.clone().into_inner().try_open() else {
         return Err(Problem::service_unavailable(format!(
