@@ -28,7 +28,7 @@ use crate::{
     routes::{self, api},
     state::AppState,
     static_files::{self, StaticFiles},
-    tls::{self, Https, reload::ReloadTask},
+    tls::{self, Https, redirect::RedirectListener, reload::ReloadTask},
     websocket::SocketRegistry,
 };
 
@@ -36,7 +36,12 @@ use crate::{
 #[derive(Debug)]
 pub enum StartError {
     Config(ConfigError),
-    Bind { addr: SocketAddr, source: io::Error },
+    /// `key` names the setting that chose the port (`server.port`, `tls.redirect_port`).
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
     Io(io::Error),
 }
 
@@ -54,14 +59,19 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Config(err) => write!(f, "{err}"),
-            StartError::Bind { addr, source } => match source.kind() {
+            StartError::Bind { key, addr, source } => match source.kind() {
                 io::ErrorKind::PermissionDenied if addr.port() < 1024 => write!(
                     f,
-                    "cannot listen on {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a high port (server.port = 8080) behind nginx instead"
+                    "cannot listen on {addr} ({key}): ports below 1024 need root or CAP_NET_BIND_SERVICE (README, \"Port 443 without root\"); or use a port above 1023 behind nginx or a port mapping"
                 ),
                 io::ErrorKind::AddrInUse => write!(
                     f,
-                    "cannot listen on {addr}: the address is already in use by another process; stop it or choose another port with server.port or PORT"
+                    "cannot listen on {addr}: the address is already in use by another process; stop it or choose another port with {key}{}",
+                    if *key == "server.port" {
+                        " or PORT"
+                    } else {
+                        ""
+                    }
                 ),
                 io::ErrorKind::AddrNotAvailable => write!(
                     f,
@@ -101,6 +111,8 @@ pub struct Application {
     gate: Option<ListenerGate>,
     _pruner: Option<Pruner>,
     _certificate_reload: Option<ReloadTask>,
+    /// The plain-HTTP listener redirecting to HTTPS (`tls.redirect_port`), not yet running.
+    redirect: Option<Server>,
 }
 
 /// What the per-worker app factory needs, built once for all workers.
@@ -126,7 +138,9 @@ impl Application {
         extra: Option<ExtraRoutes>,
         startup_work: StartupWork,
     ) -> Result<Self, StartError> {
-        let listener = bind(&settings)?;
+        let listener = bind(&settings, "server.port", settings.server.port)?;
+        // Bound before anything serves, so a taken port 80 stops the start like a taken 443.
+        let redirect_listener = bind_redirect(&settings)?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
         // A second handle on the same socket, so the stop sequence can close it on time.
         let gate = listener.try_clone().ok().map(ListenerGate::new);
@@ -163,6 +177,7 @@ impl Application {
             None => None,
         };
         let server = serve(&settings.server, listener, shared, https)?;
+        let redirect = serve_redirect(redirect_listener, &settings)?;
         start_up(&settings, lifecycle.clone(), startup_work);
         Ok(Self {
             server,
@@ -172,6 +187,7 @@ impl Application {
             gate,
             _pruner: pruner,
             _certificate_reload: certificate_reload,
+            redirect,
         })
     }
 
@@ -215,7 +231,21 @@ impl Application {
         }
         .install(self.lifecycle.clone(), self.server.handle())?;
         let stop_task = tokio::spawn(stop);
+        let redirect = self.redirect.map(|server| {
+            log::info!(
+                "plain HTTP on port {} redirects to HTTPS on port {} (tls.redirect_port, tls.public_port)",
+                settings.tls.redirect_port,
+                settings.tls.public_port
+            );
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let result = self.server.await;
+        // The redirect listener outlives the main one only by its own (instant) answers.
+        if let Some(redirect) = redirect {
+            redirect.stop(true).await;
+        }
         stop_task.abort();
         log::info!("stopped");
         result
@@ -385,16 +415,37 @@ fn worker_count(configured: usize) -> usize {
     }
 }
 
-/// Binds the listening socket with the configured backlog.
-fn bind(settings: &Settings) -> Result<TcpListener, StartError> {
+/// The socket of the plain-HTTP listener that redirects to HTTPS, when `tls.redirect_port` asks
+/// for one (configuration validation allows it only with HTTPS on).
+fn bind_redirect(settings: &Settings) -> Result<Option<TcpListener>, StartError> {
+    match settings.tls.redirect_port {
+        0 => Ok(None),
+        port => bind(settings, "tls.redirect_port", port).map(Some),
+    }
+}
+
+/// The redirect listener on its socket, not yet running (docs/reference.md §4).
+fn serve_redirect(
+    listener: Option<TcpListener>,
+    settings: &Settings,
+) -> Result<Option<Server>, StartError> {
+    listener
+        .map(|l| RedirectListener::new(settings.tls.public_port).serve(l, &settings.server))
+        .transpose()
+        .map_err(StartError::Io)
+}
+
+/// Binds a listening socket on `server.host:port` with the configured backlog; `key` names the
+/// setting that chose `port`, for the error.
+fn bind(settings: &Settings, key: &'static str, port: u16) -> Result<TcpListener, StartError> {
     let ip: IpAddr = settings.server.host.parse().map_err(|_| {
         StartError::Config(ConfigError::new(format!(
             "configuration key `server.host` is {:?}, which is not an IP address",
             settings.server.host
         )))
     })?;
-    let addr = SocketAddr::new(ip, settings.server.port);
-    let fail = |source: io::Error| StartError::Bind { addr, source };
+    let addr = SocketAddr::new(ip, port);
+    let fail = |source: io::Error| StartError::Bind { key, addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.

@@ -1,22 +1,30 @@
-//! docs/reference.md §3 `tls.redirect_port`: the plain-HTTP listener, over real HTTP on an
-//! ephemeral port, started through `tandem::tls::redirect::RedirectListener` as the binary
-//! starts it. Raw requests, so the tests choose the Host header and the request target.
+//! docs/reference.md §4 (the redirect listener, `tls.redirect_port`): the plain-HTTP listener,
+//! over real HTTP on an ephemeral port, started through `tandem::tls::redirect::RedirectListener`
+//! as the binary starts it, and the binary itself with `tls.redirect_port`. Raw requests, so the
+//! tests choose the Host header and the request target.
 
-use std::net::TcpListener;
+use std::{
+    net::TcpListener,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use actix_web::dev::ServerHandle;
 use tandem::tls::redirect::RedirectListener;
 
-use crate::helpers::{raw_request, spawn_app, test_settings};
+use crate::helpers::{
+    BinaryServer, free_port, raw_get, raw_request, tandem_command, test_settings,
+};
 
-/// A running redirect listener; stopped when dropped.
-struct Redirect {
+/// A running server reached by raw HTTP (a redirect listener, or the main one); stopped when
+/// dropped.
+struct Listener {
     port: u16,
     handle: ServerHandle,
 }
 
-impl Redirect {
-    fn start(public_port: u16) -> Self {
+impl Listener {
+    fn redirecting(public_port: u16) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
         listener.set_nonblocking(true).expect("non-blocking");
         let port = listener.local_addr().expect("an address").port();
@@ -51,7 +59,7 @@ impl Redirect {
     }
 }
 
-impl Drop for Redirect {
+impl Drop for Listener {
     fn drop(&mut self) {
         drop(self.handle.stop(false));
     }
@@ -78,7 +86,7 @@ impl Answer {
 
 #[tokio::test]
 async fn every_request_is_a_308_to_the_same_host_path_and_query_on_the_public_https_port() {
-    let redirect = Redirect::start(8443);
+    let redirect = Listener::redirecting(8443);
     let answer = redirect
         .get("/a%20b/c%2Fd?x=1&y=%E2%9C%93", "Example.COM:8080")
         .await;
@@ -115,7 +123,7 @@ async fn every_request_is_a_308_to_the_same_host_path_and_query_on_the_public_ht
 
 #[tokio::test]
 async fn port_443_is_left_out_and_ip_literal_hosts_are_kept() {
-    let redirect = Redirect::start(443);
+    let redirect = Listener::redirecting(443);
     for (host, want) in [
         ("example.com:80", "https://example.com/p?q"),
         ("[::1]:8080", "https://[::1]/p?q"),
@@ -130,7 +138,7 @@ async fn port_443_is_left_out_and_ip_literal_hosts_are_kept() {
 
 #[tokio::test]
 async fn an_absolute_form_target_is_redirected_to_its_own_host() {
-    let redirect = Redirect::start(443);
+    let redirect = Listener::redirecting(443);
     let answer = redirect
         .get("http://other.example:80/p?q=1", "ignored.example")
         .await;
@@ -140,7 +148,7 @@ async fn an_absolute_form_target_is_redirected_to_its_own_host() {
 
 #[tokio::test]
 async fn a_missing_or_odd_host_is_400_problem_json_and_never_a_redirect() {
-    let redirect = Redirect::start(443);
+    let redirect = Listener::redirecting(443);
     let mut answers = vec![(
         "no Host",
         redirect
@@ -177,20 +185,27 @@ async fn a_missing_or_odd_host_is_400_problem_json_and_never_a_redirect() {
 
 #[tokio::test]
 async fn healthz_answers_as_the_main_listener_does_for_local_checks() {
-    let redirect = Redirect::start(443);
-    let main = spawn_app(test_settings()).await;
-    let expected = main.get("/healthz").await;
-    let expected_type = expected.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_string();
-    let expected_body = expected.text().await.unwrap();
+    let redirect = Listener::redirecting(443);
+    // The main listener of the same build, asked the same way (raw HTTP, as a local check would).
+    let main = tandem::Application::build(test_settings()).expect("the main server builds");
+    let main = Listener {
+        port: main.port(),
+        handle: {
+            let handle = main.handle();
+            tokio::spawn(main.run_until_stopped());
+            handle
+        },
+    };
+    let expected = main.get("/healthz", "127.0.0.1").await;
+    assert_eq!(expected.status, 200);
     let answer = redirect.get("/healthz", "127.0.0.1").await;
     assert_eq!(answer.status, 200, "{}", answer.head);
     assert_eq!(answer.location(), None);
-    assert_eq!(answer.header("content-type"), Some(expected_type.as_str()));
+    for header in ["content-type", "cache-control"] {
+        assert_eq!(answer.header(header), expected.header(header), "{header}");
+    }
     assert_eq!(answer.header("cache-control"), Some("no-store"));
-    assert_eq!(answer.body, expected_body);
+    assert_eq!(answer.body, expected.body);
     // Without a Host header too: a local check need not name one.
     let bare = redirect.send("GET /healthz HTTP/1.0\r\n\r\n").await;
     assert_eq!(bare.status, 200, "{}", bare.head);
@@ -203,7 +218,7 @@ async fn healthz_answers_as_the_main_listener_does_for_local_checks() {
 
 #[tokio::test]
 async fn without_acme_the_challenge_path_is_redirected_like_any_other() {
-    let redirect = Redirect::start(443);
+    let redirect = Listener::redirecting(443);
     let answer = redirect
         .get("/.well-known/acme-challenge/abc", "example.com")
         .await;
@@ -216,7 +231,7 @@ async fn without_acme_the_challenge_path_is_redirected_like_any_other() {
 
 #[tokio::test]
 async fn stopping_its_server_handle_closes_the_port() {
-    let redirect = Redirect::start(443);
+    let redirect = Listener::redirecting(443);
     assert_eq!(redirect.get("/", "example.com").await.status, 308);
     redirect.handle.stop(true).await;
     let port = redirect.port;
@@ -226,4 +241,85 @@ async fn stopping_its_server_handle_closes_the_port() {
     .await
     .unwrap();
     assert!(refused, "the port still accepts connections after stop");
+}
+
+/// A self-signed certificate for `localhost` and its key, as PEM files in a temporary directory.
+fn certificate_files() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let pair =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("a certificate");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, pair.cert.pem()).expect("cert.pem");
+    std::fs::write(&key, pair.signing_key.serialize_pem()).expect("key.pem");
+    (dir, cert, key)
+}
+
+#[test]
+fn the_binary_serves_tls_redirect_port_and_closes_it_when_it_stops() {
+    let (_dir, cert, key) = certificate_files();
+    let redirect_port = free_port();
+    let mut server = BinaryServer::spawn(&[
+        ("TANDEM__STATIC__MODE", "nginx"),
+        ("TANDEM__TLS__MODE", "files"),
+        ("TANDEM__TLS__CERT_FILE", cert.to_str().unwrap()),
+        ("TANDEM__TLS__KEY_FILE", key.to_str().unwrap()),
+        ("TANDEM__TLS__REDIRECT_PORT", &redirect_port.to_string()),
+        ("TANDEM__TLS__PUBLIC_PORT", "8443"),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !matches!(raw_get(redirect_port, "/healthz"), Ok((200, _))) {
+        assert!(
+            Instant::now() < deadline,
+            "no /healthz on tls.redirect_port; stderr:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, text) = raw_request(
+        redirect_port,
+        "GET /a?b=1 HTTP/1.1\r\nHost: localhost:80\r\nConnection: close\r\n\r\n",
+    )
+    .expect("an answer");
+    assert_eq!(status, 308, "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("\r\nlocation: https://localhost:8443/a?b=1\r\n"),
+        "{text}"
+    );
+    server.signal(libc::SIGTERM);
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        server.stderr()
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", redirect_port)).is_err(),
+        "the redirect port outlived the server"
+    );
+}
+
+#[test]
+fn a_taken_redirect_port_stops_the_start_and_names_its_key() {
+    let (_dir, cert, key) = certificate_files();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a port to occupy");
+    let redirect_port = taken.local_addr().unwrap().port().to_string();
+    let out = tandem_command()
+        .arg("serve")
+        .env("TANDEM__SERVER__PORT", free_port().to_string())
+        .env("TANDEM__STATIC__MODE", "nginx")
+        .env("TANDEM__TLS__MODE", "files")
+        .env("TANDEM__TLS__CERT_FILE", &cert)
+        .env("TANDEM__TLS__KEY_FILE", &key)
+        .env("TANDEM__TLS__REDIRECT_PORT", &redirect_port)
+        .output()
+        .expect("tandem runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{redirect_port}"))
+            && stderr.contains("already in use")
+            && stderr.contains("tls.redirect_port"),
+        "{stderr}"
+    );
 }
