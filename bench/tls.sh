@@ -2,7 +2,11 @@
 # HTTPS throughput: tandem (tls.mode = "files") against nginx (`ssl` + `http2`), on the same
 # certificate (an ECDSA P-256 one made here with openssl) and the same files (bench/corpus.sh),
 # one worker each pinned to one core, the clients pinned to the other. Rows:
-#   - a new TLS connection per request (wrk, HTTP/1.1, `Connection: close`): the handshake rate;
+#   - a new connection per request with a full TLS 1.3 handshake: h2load -c 64 -n 64 (64 clients,
+#     one request each), run again and again for the row's duration; every run is a new process,
+#     so no session is resumed: the new-handshake rate;
+#   - a new connection per request resuming the TLS session (wrk, HTTP/1.1, `Connection: close`:
+#     wrk keeps each connection's session and offers it again, as a returning browser does);
 #   - the 6 KB HTML (br) over HTTP/2 with 32 streams per connection (h2load -m 32);
 #   - the same file over HTTP/1.1 keep-alive (wrk).
 # The order of the servers rotates from row to row and round to round, so drift on a shared
@@ -22,7 +26,8 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 # Concurrent connections: for the handshake row, for HTTP/1.1 keep-alive, and for HTTP/2 (each
 # carrying STREAMS requests at once).
-HANDSHAKE_CONNECTIONS=${HANDSHAKE_CONNECTIONS:-16}
+HANDSHAKE_CONNECTIONS=${HANDSHAKE_CONNECTIONS:-64}
+RESUMED_CONNECTIONS=${RESUMED_CONNECTIONS:-16}
 H1_CONNECTIONS=${H1_CONNECTIONS:-50}
 H2_CONNECTIONS=${H2_CONNECTIONS:-10}
 STREAMS=${STREAMS:-32}
@@ -189,7 +194,8 @@ cpu_ticks() {
 CLK_TCK=$(getconf CLK_TCK)
 
 ROWS=(
-    "new TLS connection per request (HTTP/1.1)"
+    "new connection per request, full TLS 1.3 handshake (h2load, HTTP/2)"
+    "new connection per request, resumed TLS 1.3 session (wrk, HTTP/1.1)"
     "6 KB HTML, br, HTTP/2, $STREAMS streams x $H2_CONNECTIONS connections"
     "6 KB HTML, br, HTTP/1.1 keep-alive, $H1_CONNECTIONS connections"
 )
@@ -200,16 +206,19 @@ load() {
     local server=$1 i=$2 url="https://127.0.0.1:${PORT[$1]}/page.html" out
     local wrk=(taskset -c "$CLIENT_CPU" wrk -t1 -d"${DURATION}s" -H 'Accept-Encoding: br, gzip')
     case $i in
-        0) out=$("${wrk[@]}" -c"$HANDSHAKE_CONNECTIONS" -H 'Connection: close' "$url") ;;
-        1) out=$(taskset -c "$CLIENT_CPU" h2load -t1 -c"$H2_CONNECTIONS" -m"$STREAMS" \
+        0) full_handshakes "$server" "$url"; return ;;
+        1) out=$("${wrk[@]}" -c"$RESUMED_CONNECTIONS" -H 'Connection: close' "$url") ;;
+        2) out=$(taskset -c "$CLIENT_CPU" h2load -t1 -c"$H2_CONNECTIONS" -m"$STREAMS" \
                 -D"$DURATION" -H 'Accept-Encoding: br, gzip' "$url") ;;
-        2) out=$("${wrk[@]}" -c"$H1_CONNECTIONS" "$url") ;;
+        3) out=$("${wrk[@]}" -c"$H1_CONNECTIONS" "$url") ;;
     esac
-    if [ "$i" = 1 ]; then
+    if [ "$i" = 2 ]; then
+        # With -D, the streams still open at the deadline are neither done nor failed; every
+        # request that finished must have succeeded with a 2xx.
         REQUESTS=$(awk '/^requests:/{print $8}' <<<"$out")
-        local ok
-        ok=$(awk '/^status codes:/{print $3}' <<<"$out")
-        if [ -z "$REQUESTS" ] || [ "$REQUESTS" != "$ok" ] || [ "$REQUESTS" -eq 0 ]; then
+        local bad
+        bad=$(awk '/^requests:/{b += $10 + $12} /^status codes:/{b += $5 + $7 + $9} END{print b + 0}' <<<"$out")
+        if [ -z "$REQUESTS" ] || [ "$REQUESTS" -eq 0 ] || [ "$bad" != 0 ]; then
             echo "$server h2load: not every request succeeded:" >&2; echo "$out" >&2; exit 1
         fi
         RATE=$(awk '/^finished in/{print $4}' <<<"$out")
@@ -222,6 +231,27 @@ load() {
         REQUESTS=$(awk '/requests in/{print $1}' <<<"$out")
         RATE=$(awk '/Requests\/sec/{print $2}' <<<"$out")
     fi
+}
+
+# h2load -c N -n N again and again until DURATION has passed: REQUESTS is every run's requests,
+# RATE those over the sum of the runs' own times (process starts left out).
+full_handshakes() {
+    local server=$1 url=$2 out seconds=0 end=$((SECONDS + DURATION))
+    REQUESTS=0
+    while [ "$SECONDS" -lt "$end" ]; do
+        out=$(taskset -c "$CLIENT_CPU" h2load -t1 -c"$HANDSHAKE_CONNECTIONS" \
+            -n"$HANDSHAKE_CONNECTIONS" -H 'Accept-Encoding: br, gzip' "$url")
+        local ok
+        ok=$(awk '/^status codes:/{print $3}' <<<"$out")
+        if [ "$ok" != "$HANDSHAKE_CONNECTIONS" ]; then
+            echo "$server h2load: not every request succeeded:" >&2; echo "$out" >&2; exit 1
+        fi
+        REQUESTS=$((REQUESTS + ok))
+        seconds=$(awk -v s="$seconds" '/^finished in/{t=$3; sub(/,$/, "", t);
+            if (t ~ /ms$/) { sub(/ms$/, "", t); t /= 1000 } else { sub(/s$/, "", t) }
+            print s + t}' <<<"$out")
+    done
+    RATE=$(awk -v n="$REQUESTS" -v s="$seconds" 'BEGIN{printf "%.2f", n / s}')
 }
 
 declare -A RPS CPU TLS_SEEN
