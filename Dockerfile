@@ -4,6 +4,24 @@
 #   docker run --rm -p 8080:8080 tandem
 # Configuration is TANDEM__SECTION__KEY variables, e.g. -e TANDEM__RATE_LIMIT__PER_SECOND=20.
 #
+# Standalone with HTTPS (README, "Standalone with HTTPS"): tandem speaks TLS on 8443 and
+# redirects plain HTTP from 8080; the host's 443 and 80 map onto them, so nothing in the
+# container needs root or a capability. Certificates from files, mounted read-only:
+#   docker run --rm -p 443:8443 -p 80:8080 -v /etc/tandem/tls:/tls:ro \
+#     -e TANDEM__SERVER__PORT=8443 -e TANDEM__TLS__REDIRECT_PORT=8080 \
+#     -e TANDEM__TLS__MODE=files -e TANDEM__TLS__CERT_FILE=/tls/fullchain.pem \
+#     -e TANDEM__TLS__KEY_FILE=/tls/privkey.pem tandem
+# The files must be readable by uid 10001 (e.g. chgrp 10001 and mode 0640 on the key); a
+# renewed pair written in place is picked up without a restart. With ACME instead, keep the
+# account and certificates in a volume (/var/lib/tandem/acme is created for uid 10001, so a
+# named volume mounted there starts out writable) and put the [tls.acme] table in a mounted
+# configuration file:
+#   docker run --rm -p 443:8443 -p 80:8080 -v tandem-acme:/var/lib/tandem/acme \
+#     -v /etc/tandem/tandem.toml:/etc/tandem/tandem.toml:ro tandem serve --config /etc/tandem/tandem.toml
+# with server.port = 8443, tls.redirect_port = 8080, tls.mode = "acme" and
+# tls.acme.cache_dir = "/var/lib/tandem/acme" in it. The CA reaches the redirect listener
+# through the host's port 80 for the http-01 challenge.
+#
 # Every stage is Debian 12 (bookworm), so the binary links against the glibc it was built with.
 # Bases are pinned to full versions (Rust 1.95.0, Debian point release 12.12), so a rebuild does
 # not silently change compiler or OS; move them on purpose (Dependabot or Renovate), and pin the
@@ -70,6 +88,9 @@ RUN groupadd --system --gid 10001 tandem \
         --home-dir /nonexistent --shell /usr/sbin/nologin tandem
 
 COPY --from=build /src/target/release/tandem /usr/local/bin/tandem
+# The ACME cache (tls.acme.cache_dir) when one is used: owned by the server's uid and private,
+# so a named volume mounted here inherits both.
+RUN install -d -o 10001 -g 10001 -m 0700 /var/lib/tandem/acme
 WORKDIR /app
 # Owned by root: the server can read its site but never change it.
 COPY --from=build /src/htdocs ./htdocs
@@ -82,6 +103,9 @@ ENV TANDEM__SERVER__HOST=0.0.0.0
 
 USER 10001:10001
 EXPOSE 8080
+# HTTPS, when TLS is on (server.port = 8443; 8080 is then tls.redirect_port). Both are above
+# 1023, so the unprivileged user binds them; publish them as -p 443:8443 -p 80:8080.
+EXPOSE 8443
 
 # `tandem healthcheck` reads the same configuration and asks /healthz: no curl in the image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

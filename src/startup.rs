@@ -34,7 +34,7 @@ use crate::{
     routes::{self, api},
     state::AppState,
     static_files::{self, StaticFiles},
-    tls::{self, Https, reload::ReloadTask},
+    tls::{self, Https, redirect::RedirectListener, reload::ReloadTask},
     websocket::SocketRegistry,
 };
 
@@ -42,7 +42,12 @@ use crate::{
 #[derive(Debug)]
 pub enum StartError {
     Config(ConfigError),
-    Bind { addr: SocketAddr, source: io::Error },
+    /// `key` names the setting that chose the port (`server.port`, `tls.redirect_port`).
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
     Io(io::Error),
 }
 
@@ -60,14 +65,19 @@ impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StartError::Config(err) => write!(f, "{err}"),
-            StartError::Bind { addr, source } => match source.kind() {
+            StartError::Bind { key, addr, source } => match source.kind() {
                 io::ErrorKind::PermissionDenied if addr.port() < 1024 => write!(
                     f,
-                    "cannot listen on {addr}: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a high port (server.port = 8080) behind nginx instead"
+                    "cannot listen on {addr} ({key}): ports below 1024 need root or CAP_NET_BIND_SERVICE (README, \"Port 443 without root\"); or use a port above 1023 behind nginx or a port mapping"
                 ),
                 io::ErrorKind::AddrInUse => write!(
                     f,
-                    "cannot listen on {addr}: the address is already in use by another process; stop it or choose another port with server.port or PORT"
+                    "cannot listen on {addr}: the address is already in use by another process; stop it or choose another port with {key}{}",
+                    if *key == "server.port" {
+                        " or PORT"
+                    } else {
+                        ""
+                    }
                 ),
                 io::ErrorKind::AddrNotAvailable => write!(
                     f,
@@ -109,6 +119,8 @@ pub struct Application {
     _certificate_reload: Option<ReloadTask>,
     /// `/metrics`'s own server, stopped after the public one (docs/reference.md §4).
     metrics: Exposure,
+    /// The plain-HTTP listener redirecting to HTTPS (`tls.redirect_port`), not yet running.
+    redirect: Option<Server>,
 }
 
 /// What the per-worker app factory needs, built once for all workers.
@@ -134,7 +146,9 @@ impl Application {
         extra: Option<ExtraRoutes>,
         startup_work: StartupWork,
     ) -> Result<Self, StartError> {
-        let (listener, ownership) = bind(&settings)?;
+        let (listener, ownership) = bind(&settings, "http", "server.port", settings.server.port)?;
+        // Bound before anything serves, so a taken port 80 stops the start like a taken 443.
+        let redirect_listener = bind_redirect(&settings)?;
         let local_addr = listener.local_addr().map_err(StartError::Io)?;
         // A second handle on the same socket, so the stop sequence can close it on time (or,
         // inherited, knows to leave it open).
@@ -187,6 +201,7 @@ impl Application {
             None => None,
         };
         let server = serve(&settings.server, listener, shared, https)?;
+        let redirect = serve_redirect(redirect_listener, &settings)?;
         start_up(&settings, lifecycle.clone(), startup_work, &metrics.metrics);
         Ok(Self {
             server,
@@ -197,6 +212,7 @@ impl Application {
             _pruner: pruner,
             _certificate_reload: certificate_reload,
             metrics,
+            redirect,
         })
     }
 
@@ -251,7 +267,21 @@ impl Application {
                 metrics.addr
             );
         }
+        let redirect = self.redirect.map(|server| {
+            log::info!(
+                "plain HTTP on port {} redirects to HTTPS on port {} (tls.redirect_port, tls.public_port)",
+                settings.tls.redirect_port,
+                settings.tls.public_port
+            );
+            let handle = server.handle();
+            tokio::spawn(server);
+            handle
+        });
         let result = self.server.await;
+        // The redirect listener outlives the main one only by its own (instant) answers.
+        if let Some(redirect) = redirect {
+            redirect.stop(true).await;
+        }
         stop_task.abort();
         // Scrapes are answered while the public server drains, then stop with it.
         if let Some(metrics) = self.metrics.server {
@@ -440,22 +470,48 @@ fn worker_count(configured: usize) -> usize {
     }
 }
 
-/// The listening socket: the one a service manager passed for `http` (docs/reference.md §9), or
-/// one bound here with the configured backlog.
-fn bind(settings: &Settings) -> Result<(TcpListener, Ownership), StartError> {
+/// The socket of the plain-HTTP listener that redirects to HTTPS, when `tls.redirect_port` asks
+/// for one (configuration validation allows it only with HTTPS on).
+fn bind_redirect(settings: &Settings) -> Result<Option<(TcpListener, Ownership)>, StartError> {
+    match settings.tls.redirect_port {
+        0 => Ok(None),
+        port => bind(settings, "redirect", "tls.redirect_port", port).map(Some),
+    }
+}
+
+/// The redirect listener on its socket, not yet running (docs/reference.md §4).
+fn serve_redirect(
+    listener: Option<(TcpListener, Ownership)>,
+    settings: &Settings,
+) -> Result<Option<Server>, StartError> {
+    listener
+        .map(|(l, _)| RedirectListener::new(settings.tls.public_port).serve(l, &settings.server))
+        .transpose()
+        .map_err(StartError::Io)
+}
+
+/// A listening socket on `server.host:port`: the one a service manager passed as `name`
+/// (docs/reference.md §9), or one bound here with the configured backlog. `key` names the setting
+/// that chose `port`, for the error.
+fn bind(
+    settings: &Settings,
+    name: &str,
+    key: &'static str,
+    port: u16,
+) -> Result<(TcpListener, Ownership), StartError> {
     let ip: IpAddr = settings.server.host.parse().map_err(|_| {
         StartError::Config(ConfigError::new(format!(
             "configuration key `server.host` is {:?}, which is not an IP address",
             settings.server.host
         )))
     })?;
-    let addr = SocketAddr::new(ip, settings.server.port);
-    if let Some(listener) = inherited::take("http", addr)
+    let addr = SocketAddr::new(ip, port);
+    if let Some(listener) = inherited::take(name, addr)
         .map_err(|err| StartError::Config(ConfigError::new(err.to_string())))?
     {
         return Ok((listener, Ownership::Shared));
     }
-    let fail = |source: io::Error| StartError::Bind { addr, source };
+    let fail = |source: io::Error| StartError::Bind { key, addr, source };
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.

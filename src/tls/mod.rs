@@ -1,12 +1,14 @@
 //! HTTPS on the main listener (docs/reference.md §3 `tls`, §9 reload): the rustls server
 //! configuration (TLS 1.2 and 1.3 with rustls' safe defaults on the `ring` provider; actix-http
-//! adds ALPN `h2` and `http/1.1`), the certificate slot every handshake reads, the pair from files and its
-//! reload, the HSTS header, and the certificate lines of `tandem check`.
+//! adds ALPN `h2` and `http/1.1`), the certificate slot every handshake reads, the pair from
+//! files and its reload, the HSTS header, and the certificate lines of `tandem check`. Beside it,
+//! the plain-HTTP listener that redirects to HTTPS ([`redirect`]) and the ACME client ([`acme`]).
 
 pub(crate) mod certificates;
 // Filled by the ACME client and read by the redirect listener, neither of which is on this branch.
 #[allow(dead_code)]
 pub(crate) mod challenges;
+pub mod redirect;
 pub(crate) mod reload;
 pub(crate) mod slot;
 

@@ -617,3 +617,255 @@ fn compose_pins_no_subnet_and_keeps_tandem_reachable_only_through_nginx() {
         assert!(!trusted.contains(world), "{trusted}");
     }
 }
+
+/// The `docker run` commands documented in the Dockerfile's comments that publish a port, as
+/// words: comment markers dropped, continuation lines joined.
+fn documented_docker_runs() -> Vec<Vec<String>> {
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in DOCKERFILE.lines() {
+        let Some(text) = line.trim().strip_prefix('#') else {
+            continue;
+        };
+        let text = text.trim();
+        if current.is_empty() && !text.starts_with("docker run") {
+            continue;
+        }
+        match text.strip_suffix('\\') {
+            Some(start) => {
+                current.push_str(start);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(text);
+                commands.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    commands
+        .iter()
+        .map(|c| c.split_whitespace().map(String::from).collect::<Vec<_>>())
+        .filter(|words| words.iter().any(|w| w == "-p"))
+        .collect()
+}
+
+/// The values given to `flag` in `words` (`-p 443:8443` → `443:8443`).
+fn flag_values<'a>(words: &'a [String], flag: &str) -> Vec<&'a str> {
+    words
+        .windows(2)
+        .filter(|pair| pair[0] == flag)
+        .map(|pair| pair[1].as_str())
+        .collect()
+}
+
+#[test]
+fn image_exposes_the_https_port_and_its_https_runs_publish_443_and_80_onto_exposed_ports() {
+    let stage = final_stage();
+    let exposed: Vec<&str> = stage
+        .iter()
+        .filter_map(|l| l.strip_prefix("EXPOSE "))
+        .flat_map(str::split_whitespace)
+        .collect();
+    let default_port = tandem::Settings::default().server.port.to_string();
+    assert!(exposed.contains(&default_port.as_str()), "{exposed:?}");
+    assert!(exposed.contains(&"8443"), "the TLS port: {exposed:?}");
+    let https_runs: Vec<Vec<String>> = documented_docker_runs()
+        .into_iter()
+        .filter(|words| {
+            flag_values(words, "-p")
+                .iter()
+                .any(|p| p.starts_with("443:"))
+        })
+        .collect();
+    assert!(
+        https_runs.len() >= 2,
+        "a files and an ACME example: {https_runs:?}"
+    );
+    for run in &https_runs {
+        let published = flag_values(run, "-p");
+        for host_port in ["443", "80"] {
+            let inside = published
+                .iter()
+                .find_map(|p| p.strip_prefix(host_port)?.strip_prefix(':'))
+                .unwrap_or_else(|| panic!("{run:?} publishes no {host_port}"));
+            assert!(
+                exposed.contains(&inside),
+                "{host_port}:{inside} is not exposed"
+            );
+        }
+        let env = flag_values(run, "-e");
+        if env.iter().any(|e| e.starts_with("TANDEM__TLS__MODE=files")) {
+            // The ports the container listens on are the ones published, the certificate and
+            // key lie in a read-only mount.
+            assert!(env.contains(&"TANDEM__SERVER__PORT=8443"), "{env:?}");
+            assert!(env.contains(&"TANDEM__TLS__REDIRECT_PORT=8080"), "{env:?}");
+            let mounts = flag_values(run, "-v");
+            for key in ["TANDEM__TLS__CERT_FILE=", "TANDEM__TLS__KEY_FILE="] {
+                let path = env
+                    .iter()
+                    .find_map(|e| e.strip_prefix(key))
+                    .unwrap_or_else(|| panic!("{key} is set: {env:?}"));
+                assert!(
+                    mounts.iter().any(|m| {
+                        let parts: Vec<&str> = m.split(':').collect();
+                        parts.len() == 3
+                            && parts[2] == "ro"
+                            && path.starts_with(&format!("{}/", parts[1]))
+                    }),
+                    "{path} is not under a read-only mount: {mounts:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn image_prepares_the_documented_acme_volume_for_its_user() {
+    let volume = documented_docker_runs()
+        .iter()
+        .flat_map(|run| {
+            flag_values(run, "-v")
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .find(|m| m.contains("acme"))
+        .expect("an ACME cache volume is documented");
+    let inside = volume.split(':').nth(1).expect("VOLUME:PATH");
+    let user = final_stage()
+        .iter()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER ").map(String::from))
+        .expect("a USER");
+    let uid = user.split(':').next().unwrap().to_string();
+    let creates = run_commands(&stage("runtime")).into_iter().any(|c| {
+        c[0] == "install"
+            && c.iter().any(|w| w == "-d")
+            && c.windows(2).any(|p| p[0] == "-o" && p[1] == uid)
+            && c.windows(2).any(|p| p[0] == "-m" && p[1] == "0700")
+            && c.last().map(String::as_str) == Some(inside)
+    });
+    assert!(
+        creates,
+        "the runtime stage creates {inside} 0700 for uid {uid}"
+    );
+}
+
+/// A unit's effective value of `key` as systemd reads `text`: a capability set is the union of
+/// its assignments since the last empty one; any other key's last assignment wins.
+fn effective(text: &str, key: &str) -> Vec<String> {
+    let mut value: Vec<String> = Vec::new();
+    for assigned in text
+        .lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+    {
+        if key.ends_with("Capabilities") || key == "CapabilityBoundingSet" {
+            if assigned.is_empty() {
+                value.clear();
+            }
+            value.extend(assigned.split_whitespace().map(String::from));
+        } else {
+            value = vec![assigned.to_string()];
+        }
+    }
+    value
+}
+
+/// The unit with its port-443 variant uncommented.
+fn unit_with_port_443_variant() -> String {
+    UNIT.lines()
+        .map(|l| match l.strip_prefix('#') {
+            Some(rest)
+                if PORT_443_VARIANT
+                    .iter()
+                    .any(|(k, v)| rest == format!("{k}={v}")) =>
+            {
+                rest
+            }
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+const PORT_443_VARIANT: [(&str, &str); 3] = [
+    ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
+    ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
+    ("PrivateUsers", "no"),
+];
+
+#[test]
+fn systemd_unit_offers_port_443_without_root_as_a_commented_variant() {
+    // As shipped: the variant is only comments, so the unit keeps no capability at all.
+    for (key, value) in PORT_443_VARIANT {
+        let commented = format!("#{key}={value}");
+        assert_eq!(
+            UNIT.lines().filter(|l| *l == commented).count(),
+            1,
+            "{commented}"
+        );
+    }
+    for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+        assert!(effective(UNIT, key).is_empty(), "{key}");
+    }
+    assert_eq!(effective(UNIT, "PrivateUsers"), ["yes"]);
+    // A line above the variant says when to use it.
+    let lines: Vec<&str> = UNIT.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "#CapabilityBoundingSet=CAP_NET_BIND_SERVICE")
+        .unwrap();
+    let explanation: Vec<&str> = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|l| l.starts_with("# "))
+        .copied()
+        .collect();
+    assert!(
+        explanation.iter().any(|l| l.contains("443"))
+            && explanation.iter().any(|l| l.contains("uncomment")),
+        "{explanation:?}"
+    );
+    // Uncommented, it grants exactly the one capability, ambient, outside a user namespace:
+    // placed above the empty assignments or PrivateUsers=yes it would be overridden.
+    let variant = unit_with_port_443_variant();
+    for key in ["CapabilityBoundingSet", "AmbientCapabilities"] {
+        assert_eq!(effective(&variant, key), ["CAP_NET_BIND_SERVICE"], "{key}");
+    }
+    assert_eq!(effective(&variant, "PrivateUsers"), ["no"]);
+    assert_eq!(effective(&variant, "NoNewPrivileges"), ["yes"]);
+}
+
+/// Both the unit as shipped and its port-443 variant must load in systemd (the shipped one is
+/// also checked by `systemd_unit_passes_systemd_analyze_verify`).
+#[test]
+fn systemd_unit_with_the_port_443_variant_passes_systemd_analyze_verify() {
+    let analyze = Path::new("/usr/bin/systemd-analyze");
+    if !analyze.exists() {
+        if under_ci() {
+            panic!("CI is set and systemd-analyze is missing (apt-get install systemd)");
+        }
+        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("tandem.service");
+    let variant = unit_with_port_443_variant();
+    assert_ne!(variant, UNIT.trim_end(), "the variant changes the unit");
+    std::fs::write(
+        &unit,
+        variant.replace("/usr/local/bin/tandem", env!("CARGO_BIN_EXE_tandem")),
+    )
+    .unwrap();
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "verify is silent when clean: {stderr}"
+    );
+}

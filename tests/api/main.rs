@@ -30,6 +30,7 @@ mod static_files_headers;
 mod static_files_negotiation;
 mod static_files_safety;
 mod tls;
+mod tls_redirect;
 mod tls_scan;
 mod websocket_client;
 mod websocket_echo;
