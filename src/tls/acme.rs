@@ -259,11 +259,16 @@ async fn renew(
     order::obtain(settings, &cache, challenges).await
 }
 
+/// Wakes at least hourly to look at the wall clock again: a suspended VM or a clock stepped by
+/// NTP would otherwise stretch a 60-day monotonic sleep past the certificate's expiry.
 async fn sleep_until(when: SystemTime) {
-    let wait = when
-        .duration_since(SystemTime::now())
-        .unwrap_or(Duration::ZERO);
-    tokio::time::sleep(wait).await;
+    const RECHECK: Duration = Duration::from_secs(3600);
+    while let Ok(wait) = when.duration_since(SystemTime::now()) {
+        if wait.is_zero() {
+            return;
+        }
+        tokio::time::sleep(wait.min(RECHECK)).await;
+    }
 }
 
 fn log_issued(issued: &IssuedCertificate) {

@@ -65,7 +65,8 @@ async fn account(settings: &AcmeSettings, cache: &CacheDir) -> Result<Account, S
             .await
             .map_err(|err| format!("the ACME directory {directory_url} is unreachable ({err})"));
     }
-    let contact = format!("mailto:{}", settings.contact);
+    let address = settings.contact.trim_start_matches("mailto:");
+    let contact = format!("mailto:{address}");
     let new_account = NewAccount {
         contact: &[&contact],
         terms_of_service_agreed: settings.accept_terms_of_service,

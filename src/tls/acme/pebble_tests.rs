@@ -423,8 +423,13 @@ impl Scenario {
         let (slot, server, task) = self.start_tandem().await;
         let issued = wait_for_slot(&slot, None, Duration::from_secs(30)).await;
         self.note("first certificate issued");
-        assert_eq!(server.served_serial(&self.root).await, issued);
-        assert_eq!(mode(&self.settings.cache_dir), 0o700);
+        let served = server.served_serial(&self.root).await;
+        assert_eq!(served, issued, "the slot's certificate is the one served");
+        assert_eq!(
+            mode(&self.settings.cache_dir),
+            0o700,
+            "cache directory mode"
+        );
         for file in ["account.json", "certificate-key.pem", "certificate.pem"] {
             assert_eq!(mode(&self.cache_file(file)), 0o600, "{file}");
         }
@@ -436,13 +441,20 @@ impl Scenario {
     /// carry a new serial).
     async fn restart_serves_the_cache(&self, issued: &str) -> (Arc<CertificateSlot>, SlotServer) {
         let cached = super::load_cached(&self.settings).expect("cached certificate loads");
-        assert_eq!(serial_of(&cached.cert[0]), issued);
+        assert_eq!(serial_of(&cached.cert[0]), issued, "load_cached");
         let (slot, server, task) = self.start_tandem().await;
         // Detached: it keeps running through the renewal phase; the test's runtime ends it.
         drop(task);
         let first = wait_for_slot(&slot, None, Duration::from_secs(1)).await;
-        assert_eq!(first, issued);
-        assert_eq!(server.served_serial(&self.root).await, issued);
+        assert_eq!(
+            first, issued,
+            "the restart ordered instead of using the cache"
+        );
+        let served = server.served_serial(&self.root).await;
+        assert_eq!(
+            served, issued,
+            "the cached certificate is served after a restart"
+        );
         self.note("restart served the cached certificate");
         (slot, server)
     }
@@ -463,7 +475,12 @@ impl Scenario {
         self.http01.refusing.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(VALIDITY_SECS);
         while self.http01.refused.load(Ordering::SeqCst) == 0 {
-            assert_eq!(slot_serial(slot).as_deref(), Some(issued));
+            let current = slot_serial(slot);
+            assert_eq!(
+                current.as_deref(),
+                Some(issued),
+                "replaced before the renewal point"
+            );
             assert!(
                 Instant::now() < deadline,
                 "no renewal attempt within the lifetime"
@@ -491,8 +508,8 @@ impl Scenario {
         self.http01.refusing.store(false, Ordering::SeqCst);
         let renewed = wait_for_slot(slot, Some(issued), Duration::from_secs(10)).await;
         self.note("renewed");
-        assert_ne!(renewed, issued);
-        assert_eq!(server.served_serial(&self.root).await, renewed);
+        let served = server.served_serial(&self.root).await;
+        assert_eq!(served, renewed, "the renewed certificate is served");
     }
 }
 
