@@ -6,7 +6,7 @@ use std::{
     fmt, io,
     net::{IpAddr, SocketAddr, TcpListener},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use actix_tls::accept::rustls_0_23::TlsStream;
@@ -34,7 +34,10 @@ use crate::{
     routes::{self, api},
     state::AppState,
     static_files::{self, StaticFiles},
-    tls::{self, Https, redirect::RedirectListener, reload::ReloadTask},
+    tls::{
+        self, Https, challenges::Http01Challenges, redirect::RedirectListener,
+        reload::CertificateTask,
+    },
     websocket::SocketRegistry,
 };
 
@@ -116,7 +119,8 @@ pub struct Application {
     settings: Arc<Settings>,
     gate: Option<ListenerGate>,
     _pruner: Option<Pruner>,
-    _certificate_reload: Option<ReloadTask>,
+    /// Keeps the served certificate current (file reload or ACME); stops when dropped.
+    _certificates: Option<CertificateTask>,
     /// `/metrics`'s own server, stopped after the public one (docs/reference.md §4).
     metrics: Exposure,
     /// The plain-HTTP listener redirecting to HTTPS (`tls.redirect_port`), not yet running.
@@ -146,16 +150,7 @@ impl Application {
         extra: Option<ExtraRoutes>,
         startup_work: StartupWork,
     ) -> Result<Self, StartError> {
-        let (listener, ownership) = bind(&settings, "http", "server.port", settings.server.port)?;
-        // Bound before anything serves, so a taken port 80 stops the start like a taken 443.
-        let redirect_listener = bind_redirect(&settings)?;
-        let local_addr = listener.local_addr().map_err(StartError::Io)?;
-        // A second handle on the same socket, so the stop sequence can close it on time (or,
-        // inherited, knows to leave it open).
-        let gate = listener
-            .try_clone()
-            .ok()
-            .map(|socket| ListenerGate::new(socket, ownership));
+        let listeners = Listeners::bind(&settings)?;
         // Before anything serves: a bad certificate pair is a configuration error (exit 2).
         let mut https = Https::from_settings(&settings.tls)?;
         let settings = Arc::new(settings);
@@ -176,12 +171,7 @@ impl Application {
         )
         .map_err(StartError::Io)?;
         let shared = Shared {
-            state: web::Data::new(AppState {
-                settings: settings.clone(),
-                started_at: Instant::now(),
-                lifecycle: lifecycle.clone(),
-                metrics: metrics.metrics.clone(),
-            }),
+            state: web::Data::new(AppState::new(&settings, &lifecycle, &metrics.metrics)),
             proxies: web::Data::new(TrustedProxies::from_settings(&settings)?),
             sockets: web::Data::from(sockets),
             pipeline: pipeline_of(
@@ -196,21 +186,18 @@ impl Application {
             max_body_bytes: settings.server.max_body_bytes,
             extra,
         };
-        let certificate_reload = match https.as_mut() {
-            Some(https) => https.watch_files().map_err(StartError::Io)?,
-            None => None,
-        };
-        let server = serve(&settings.server, listener, shared, https)?;
-        let redirect = serve_redirect(redirect_listener, &settings)?;
+        let (certificates, challenges) = keep_certificates_current(https.as_mut())?;
+        let server = serve(&settings.server, listeners.main, shared, https)?;
+        let redirect = serve_redirect(listeners.redirect, &settings, challenges)?;
         start_up(&settings, lifecycle.clone(), startup_work, &metrics.metrics);
         Ok(Self {
             server,
-            local_addr,
+            local_addr: listeners.local_addr,
             lifecycle,
             settings,
-            gate,
+            gate: listeners.gate,
             _pruner: pruner,
-            _certificate_reload: certificate_reload,
+            _certificates: certificates,
             metrics,
             redirect,
         })
@@ -470,23 +457,67 @@ fn worker_count(configured: usize) -> usize {
     }
 }
 
-/// The socket of the plain-HTTP listener that redirects to HTTPS, when `tls.redirect_port` asks
-/// for one (configuration validation allows it only with HTTPS on).
-fn bind_redirect(settings: &Settings) -> Result<Option<(TcpListener, Ownership)>, StartError> {
-    match settings.tls.redirect_port {
-        0 => Ok(None),
-        port => bind(settings, "redirect", "tls.redirect_port", port).map(Some),
+/// Starts the file reload or the ACME client, and hands out the http-01 answers ACME leaves for
+/// the redirect listener.
+fn keep_certificates_current(
+    https: Option<&mut Https>,
+) -> Result<(Option<CertificateTask>, Option<Arc<Http01Challenges>>), StartError> {
+    let Some(https) = https else {
+        return Ok((None, None));
+    };
+    let task = https.keep_current().map_err(StartError::Io)?;
+    Ok((task, https.challenges.clone()))
+}
+
+/// The sockets tandem serves on, bound (or inherited) before anything serves, so a taken port
+/// stops the start whichever it is.
+struct Listeners {
+    main: TcpListener,
+    local_addr: SocketAddr,
+    /// A second handle on the main socket, so the stop sequence can close it on time (or,
+    /// inherited, knows to leave it open).
+    gate: Option<ListenerGate>,
+    /// The plain-HTTP listener that redirects to HTTPS, when `tls.redirect_port` asks for one
+    /// (configuration validation allows it only with HTTPS on).
+    redirect: Option<TcpListener>,
+}
+
+impl Listeners {
+    fn bind(settings: &Settings) -> Result<Self, StartError> {
+        let (main, ownership) = bind(settings, "http", "server.port", settings.server.port)?;
+        let redirect = match settings.tls.redirect_port {
+            0 => None,
+            port => Some(bind(settings, "redirect", "tls.redirect_port", port)?.0),
+        };
+        Ok(Self {
+            local_addr: main.local_addr().map_err(StartError::Io)?,
+            gate: main
+                .try_clone()
+                .ok()
+                .map(|socket| ListenerGate::new(socket, ownership)),
+            main,
+            redirect,
+        })
     }
 }
 
-/// The redirect listener on its socket, not yet running (docs/reference.md §4).
+/// The redirect listener on its socket, not yet running (docs/reference.md §4); with ACME it
+/// also answers the CA's http-01 challenges.
 fn serve_redirect(
-    listener: Option<(TcpListener, Ownership)>,
+    listener: Option<TcpListener>,
     settings: &Settings,
+    challenges: Option<Arc<Http01Challenges>>,
 ) -> Result<Option<Server>, StartError> {
-    listener
-        .map(|(l, _)| RedirectListener::new(settings.tls.public_port).serve(l, &settings.server))
-        .transpose()
+    let Some(listener) = listener else {
+        return Ok(None);
+    };
+    let mut redirect = RedirectListener::new(settings.tls.public_port);
+    if let Some(challenges) = challenges {
+        redirect = redirect.answering(challenges);
+    }
+    redirect
+        .serve(listener, &settings.server)
+        .map(Some)
         .map_err(StartError::Io)
 }
 

@@ -4,9 +4,8 @@
 //! files and its reload, the HSTS header, and the certificate lines of `tandem check`. Beside it,
 //! the plain-HTTP listener that redirects to HTTPS ([`redirect`]) and the ACME client ([`acme`]).
 
+pub(crate) mod acme;
 pub(crate) mod certificates;
-// Filled by the ACME client and read by the redirect listener, neither of which is on this branch.
-#[allow(dead_code)]
 pub(crate) mod challenges;
 pub mod redirect;
 pub(crate) mod reload;
@@ -17,12 +16,15 @@ use std::{sync::Arc, time::Duration};
 use actix_web::http::header::HeaderValue;
 use rustls::{ServerConfig, crypto::ring, version};
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use self::{
     certificates::{PairError, PemFiles, PemPaths},
-    reload::FileReload,
+    challenges::Http01Challenges,
+    reload::{CertificateTask, FileReload},
     slot::CertificateSlot,
 };
-use crate::config::{ConfigError, TlsMode, TlsSettings};
+use crate::config::{AcmeSettings, ConfigError, TlsMode, TlsSettings};
 
 /// Everything the main listener needs to speak HTTPS, built once at start.
 pub(crate) struct Https {
@@ -35,6 +37,10 @@ pub(crate) struct Https {
     /// With `tls.mode = "files"`: the files and what was loaded from them.
     files: Option<(PemPaths, PemFiles)>,
     reload_every: Option<Duration>,
+    /// With `tls.mode = "acme"`: the client's settings, until `keep_current` starts it.
+    acme: Option<AcmeSettings>,
+    /// With `tls.mode = "acme"`: the http-01 answers the client leaves for the redirect listener.
+    pub(crate) challenges: Option<Arc<Http01Challenges>>,
 }
 
 impl Https {
@@ -67,17 +73,41 @@ impl Https {
             files,
             reload_every: (tls.reload_check_secs > 0)
                 .then(|| Duration::from_secs(tls.reload_check_secs)),
+            acme: tls.acme.clone().filter(|_| tls.mode == TlsMode::Acme),
+            challenges: (tls.mode == TlsMode::Acme).then(Arc::default),
         }))
     }
 
-    /// Starts reloading the files on SIGHUP and when they change; `None` without files.
-    pub(crate) fn watch_files(&mut self) -> std::io::Result<Option<reload::ReloadTask>> {
-        let Some((paths, files)) = self.files.take() else {
+    /// Starts what keeps the certificate current: the file reload (SIGHUP and changed files), or
+    /// the ACME client (cached certificate, order, renewal). Call it once, inside the runtime.
+    pub(crate) fn keep_current(&mut self) -> std::io::Result<Option<CertificateTask>> {
+        if let Some((paths, files)) = self.files.take() {
+            return FileReload::new(paths, &files, self.slot.clone(), self.reload_every)
+                .spawn()
+                .map(Some);
+        }
+        let (Some(settings), Some(challenges)) = (self.acme.take(), self.challenges.clone()) else {
             return Ok(None);
         };
-        FileReload::new(paths, &files, self.slot.clone(), self.reload_every)
-            .spawn()
-            .map(Some)
+        // Installed now, like the file reload's: SIGHUP must not end an ACME server either.
+        let hangup = signal(SignalKind::hangup())?;
+        let client = acme::run(settings, self.slot.clone(), challenges);
+        Ok(Some(CertificateTask(tokio::spawn(acme_until_stopped(
+            client, hangup,
+        )))))
+    }
+}
+
+/// Runs the ACME client; SIGHUP is answered with a log line, since there are no files to read.
+async fn acme_until_stopped(client: impl std::future::Future<Output = ()>, mut hangup: Signal) {
+    tokio::pin!(client);
+    loop {
+        tokio::select! {
+            () = &mut client => return,
+            Some(()) = hangup.recv() => log::info!(
+                "SIGHUP: certificates come from ACME (tls.mode = \"acme\"), nothing to reload; renewal runs on its own schedule"
+            ),
+        }
     }
 }
 

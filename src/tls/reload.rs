@@ -41,10 +41,11 @@ pub(crate) struct FileReload {
     unreadable: Option<PairError>,
 }
 
-/// The running reload task; dropping it stops the task.
-pub(crate) struct ReloadTask(tokio::task::JoinHandle<()>);
+/// The task that keeps the served certificate current (this file reload, or the ACME client);
+/// dropping it stops the task.
+pub(crate) struct CertificateTask(pub(super) tokio::task::JoinHandle<()>);
 
-impl Drop for ReloadTask {
+impl Drop for CertificateTask {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -70,9 +71,9 @@ impl FileReload {
 
     /// Installs the SIGHUP handler now (so no signal is missed, and SIGHUP no longer ends the
     /// process) and spawns the task on the current runtime.
-    pub(crate) fn spawn(self) -> std::io::Result<ReloadTask> {
+    pub(crate) fn spawn(self) -> std::io::Result<CertificateTask> {
         let hangup = signal(SignalKind::hangup())?;
-        Ok(ReloadTask(tokio::spawn(self.run(hangup))))
+        Ok(CertificateTask(tokio::spawn(self.run(hangup))))
     }
 
     async fn run(mut self, mut hangup: Signal) {

@@ -15,6 +15,9 @@ use serde::{Deserialize, Serialize};
 pub use crate::encoding::Encoding;
 use crate::redis_url::RedisUrl;
 
+mod acme;
+pub use acme::{AcmeChallenge, AcmeSettings, LETS_ENCRYPT_PRODUCTION, LETS_ENCRYPT_STAGING};
+
 /// Everything tandem can be configured with. `Settings::default()` is the documented default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -219,6 +222,8 @@ pub struct TlsSettings {
     pub handshake_timeout_ms: u64,
     pub max_handshakes: usize,
     pub reload_check_secs: u64,
+    /// `[tls.acme]`: required with `tls.mode = "acme"`.
+    pub acme: Option<AcmeSettings>,
 }
 
 impl Default for TlsSettings {
@@ -233,6 +238,7 @@ impl Default for TlsSettings {
             handshake_timeout_ms: 10_000,
             max_handshakes: 256,
             reload_check_secs: 10,
+            acme: None,
         }
     }
 }
@@ -557,13 +563,7 @@ impl Settings {
                 ));
             }
             TlsMode::Files => validate_pem_paths(tls)?,
-            // The `[tls.acme]` table is the ACME client's; without it there is no certificate.
-            TlsMode::Acme => {
-                return Err(ConfigError::key(
-                    "tls.mode",
-                    "is \"acme\", which needs a [tls.acme] table with the domains and contact; use \"files\" with tls.cert_file and tls.key_file meanwhile",
-                ));
-            }
+            TlsMode::Acme => validate_acme(tls)?,
             TlsMode::Off => {}
         }
         if tls.redirect_port != 0 && tls.redirect_port == self.server.port {
@@ -648,6 +648,24 @@ fn validate_rate_limit_backend(rl: &RateLimitSettings) -> Result<(), ConfigError
 
 /// `tls.mode = "files"` needs both paths, naming existing files; whether they hold a matching
 /// pair is decided when they are loaded (`tls::certificates`), at start and by `tandem check`.
+/// `tls.mode = "acme"` needs its table, and a redirect listener for the CA's http-01 check.
+fn validate_acme(tls: &TlsSettings) -> Result<(), ConfigError> {
+    let Some(acme) = &tls.acme else {
+        return Err(ConfigError::key(
+            "tls.mode",
+            "is \"acme\", which needs a [tls.acme] table with the domains, contact and accept_terms_of_service",
+        ));
+    };
+    acme.validate()?;
+    if tls.redirect_port == 0 {
+        return Err(ConfigError::key(
+            "tls.redirect_port",
+            "is 0, but tls.mode = \"acme\" answers the CA's http-01 check on the redirect listener; set it to the port the CA reaches as 80 (e.g. 80, or 8080 behind a port mapping)",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_pem_paths(tls: &TlsSettings) -> Result<(), ConfigError> {
     for (key, path) in [
         ("tls.cert_file", &tls.cert_file),
