@@ -222,7 +222,9 @@ pub struct TlsSettings {
     pub handshake_timeout_ms: u64,
     pub max_handshakes: usize,
     pub reload_check_secs: u64,
-    /// `[tls.acme]`: required with `tls.mode = "acme"`.
+    /// `[tls.acme]`: required with `tls.mode = "acme"`; absent (not an empty table) otherwise,
+    /// which is why tandem.toml documents it as a commented block rather than defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acme: Option<AcmeSettings>,
 }
 

@@ -380,41 +380,12 @@ fn systemd_unit_runs_unprivileged_and_hardened() {
 /// binary under test; everything else is the file as shipped.
 #[test]
 fn systemd_unit_passes_systemd_analyze_verify() {
-    let analyze = Path::new("/usr/bin/systemd-analyze");
-    if !analyze.exists() {
-        if under_ci() {
-            panic!("CI is set and systemd-analyze is missing (apt-get install systemd)");
-        }
-        eprintln!("SKIPPED systemd-analyze verify: systemd-analyze is not installed");
-        return;
-    }
     assert_eq!(
         UNIT.matches("/usr/local/bin/tandem").count(),
         2,
         "ExecStart and the install comment"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let unit = dir.path().join("tandem.service");
-    std::fs::write(
-        &unit,
-        UNIT.replace("/usr/local/bin/tandem", env!("CARGO_BIN_EXE_tandem")),
-    )
-    .unwrap();
-    // The service requires the socket unit, which is verified with it.
-    let socket = dir.path().join("tandem.socket");
-    std::fs::write(&socket, SOCKET_UNIT).unwrap();
-    let out = Command::new(analyze)
-        .arg("verify")
-        .arg(&unit)
-        .arg(&socket)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.trim().is_empty(),
-        "verify is silent when clean: {stderr}"
-    );
+    systemd_analyze_verify(UNIT);
 }
 
 /// docs/reference.md §9 "Socket activation": the socket unit passes tandem's HTTP listener by
@@ -840,6 +811,14 @@ fn systemd_unit_offers_port_443_without_root_as_a_commented_variant() {
 /// also checked by `systemd_unit_passes_systemd_analyze_verify`).
 #[test]
 fn systemd_unit_with_the_port_443_variant_passes_systemd_analyze_verify() {
+    let variant = unit_with_port_443_variant();
+    assert_ne!(variant, UNIT.trim_end(), "the variant changes the unit");
+    systemd_analyze_verify(&variant);
+}
+
+/// `systemd-analyze verify` of `service` (with the binary under test as `ExecStart`) and the
+/// socket unit it requires: it must succeed and print nothing.
+fn systemd_analyze_verify(service: &str) {
     let analyze = Path::new("/usr/bin/systemd-analyze");
     if !analyze.exists() {
         if under_ci() {
@@ -850,16 +829,17 @@ fn systemd_unit_with_the_port_443_variant_passes_systemd_analyze_verify() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("tandem.service");
-    let variant = unit_with_port_443_variant();
-    assert_ne!(variant, UNIT.trim_end(), "the variant changes the unit");
     std::fs::write(
         &unit,
-        variant.replace("/usr/local/bin/tandem", env!("CARGO_BIN_EXE_tandem")),
+        service.replace("/usr/local/bin/tandem", env!("CARGO_BIN_EXE_tandem")),
     )
     .unwrap();
+    let socket = dir.path().join("tandem.socket");
+    std::fs::write(&socket, SOCKET_UNIT).unwrap();
     let out = Command::new(analyze)
         .arg("verify")
         .arg(&unit)
+        .arg(&socket)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
