@@ -720,6 +720,12 @@ fn image_prepares_the_documented_acme_volume_for_its_user() {
         creates,
         "the runtime stage creates {inside} 0700 for uid {uid}"
     );
+    // ACME asks the CA's directory over HTTPS, checked against the system roots.
+    let roots = run_commands(&stage("runtime")).into_iter().any(|c| {
+        c.windows(2).any(|p| p[0] == "apt-get" && p[1] == "install")
+            && c.iter().any(|w| w == "ca-certificates")
+    });
+    assert!(roots, "the runtime stage installs ca-certificates");
 }
 
 /// A unit's effective value of `key` as systemd reads `text`: a capability set is the union of
