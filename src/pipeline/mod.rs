@@ -8,14 +8,15 @@
 //! 1. context: IDs and client address, decided once ([`context`]);
 //! 2. access log: the record starts ([`access_log`]);
 //! 3. rate limit: counted, or answered 429 ([`rate_limit`]);
-//! 4. body limit: a declared body over the limit is answered 413 ([`body_limit`]);
+//! 4. head and body limits: an oversized request target or header section is answered 414 or
+//!    431 ([`head_limit`]), a declared body over the limit 413 ([`body_limit`]);
 //! 5. the route, with panics caught: a panicking handler answers 500 and the worker lives on;
 //! 6. error shape: any status of 400 or more becomes problem+json or the 404 page, once
 //!    ([`errors`]);
-//! 7. IDs and quota echoed, `Connection: close` while draining ([`drain`]), and the access line
-//!    written when the body is sent.
+//! 7. IDs and quota echoed, `Connection: close` while draining ([`drain`]) or after an oversized
+//!    head, and the access line written when the body is sent.
 //!
-//! A static cache hit takes the short way through: steps 3 and 4 are a comparison each when
+//! A static cache hit takes the short way through: steps 3 and 4 are a few comparisons when
 //! they do not apply, step 6 is skipped below 400, and nothing is allocated for the access log
 //! when its line would not be printed. When the route table is the only source of routes (no
 //! extra routes were registered), a path the table does not know goes to the static files
@@ -26,6 +27,7 @@ mod body_limit;
 mod context;
 mod drain;
 mod errors;
+mod head_limit;
 mod rate_limit;
 
 use std::{
@@ -135,7 +137,7 @@ impl Pipeline {
         let counted = rate_limit::count(self.rate_limit.as_deref(), &req, context.client_ip).await;
         let refusal = match &counted {
             Err(problem) => Some(problem.clone()),
-            Ok(_) => self.body_limit.refusal(req.headers()),
+            Ok(_) => head_limit::refusal(&req).or_else(|| self.body_limit.refusal(req.headers())),
         };
         let answered = match (refusal, self.static_files_for(&req)) {
             (Some(problem), _) => Ok(req.error_response(problem)),
@@ -155,7 +157,9 @@ impl Pipeline {
         if let Ok(Some(quota)) = counted {
             quota.write(res.headers_mut());
         }
-        if drain::must_close(&self.lifecycle, res.status()) {
+        if drain::must_close(&self.lifecycle, res.status())
+            || head_limit::closes_connection(res.status())
+        {
             res.response_mut()
                 .head_mut()
                 .set_connection_type(drain::CLOSE);
