@@ -261,6 +261,9 @@ pub fn config_file_path(cli: Option<&Path>) -> Option<PathBuf> {
     default.is_file().then_some(default)
 }
 
+/// The longest timeout any key may name, one day: nothing tandem waits for means anything beyond.
+const MAX_DURATION_SECS: u64 = 86_400;
+
 /// Environment keys whose values are comma-separated lists.
 const LIST_KEYS: [&str; 2] = ["proxy.trusted", "static.encodings"];
 
@@ -325,7 +328,45 @@ impl Settings {
         self.validate_static()?;
         self.trusted_networks()?;
         self.validate_rate_limit()?;
+        // Before the WebSocket check, which compares two of them.
+        self.validate_durations()?;
         self.validate_websocket()
+    }
+
+    /// Every timeout at most [`MAX_DURATION_SECS`]: actix and tokio add them to
+    /// `Instant::now()`, which panics on overflow (`keep_alive_secs = "18446744073709551615"`
+    /// was accepted and then panicked the worker on every connection).
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let (s, ws) = (&self.server, &self.websocket);
+        let secs = [
+            ("server.keep_alive_secs", s.keep_alive_secs),
+            ("server.shutdown_drain_secs", s.shutdown_drain_secs),
+            ("server.shutdown_timeout_secs", s.shutdown_timeout_secs),
+            ("websocket.heartbeat_secs", ws.heartbeat_secs),
+            ("websocket.client_timeout_secs", ws.client_timeout_secs),
+        ];
+        let millis = [
+            (
+                "server.client_request_timeout_ms",
+                s.client_request_timeout_ms,
+            ),
+            (
+                "server.client_disconnect_timeout_ms",
+                s.client_disconnect_timeout_ms,
+            ),
+        ];
+        let over = secs
+            .into_iter()
+            .map(|(key, v)| (key, v, MAX_DURATION_SECS))
+            .chain(millis.map(|(key, v)| (key, v, MAX_DURATION_SECS * 1000)))
+            .find(|&(_, value, max)| value > max);
+        match over {
+            Some((key, value, max)) => Err(ConfigError::key(
+                key,
+                format!("is {value}; it must be at most {max} (one day)"),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {
@@ -644,6 +685,50 @@ mod tests {
             let err = Settings::load_from(None, &vars).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn timeouts_over_a_day_are_refused_before_they_overflow_an_instant() {
+        for (var, key) in [
+            ("TANDEM__SERVER__KEEP_ALIVE_SECS", "server.keep_alive_secs"),
+            (
+                "TANDEM__SERVER__CLIENT_REQUEST_TIMEOUT_MS",
+                "server.client_request_timeout_ms",
+            ),
+            (
+                "TANDEM__SERVER__CLIENT_DISCONNECT_TIMEOUT_MS",
+                "server.client_disconnect_timeout_ms",
+            ),
+            (
+                "TANDEM__SERVER__SHUTDOWN_DRAIN_SECS",
+                "server.shutdown_drain_secs",
+            ),
+            (
+                "TANDEM__SERVER__SHUTDOWN_TIMEOUT_SECS",
+                "server.shutdown_timeout_secs",
+            ),
+            (
+                "TANDEM__WEBSOCKET__HEARTBEAT_SECS",
+                "websocket.heartbeat_secs",
+            ),
+            (
+                "TANDEM__WEBSOCKET__CLIENT_TIMEOUT_SECS",
+                "websocket.client_timeout_secs",
+            ),
+        ] {
+            let mut vars = nginx_mode();
+            vars.push((var.into(), u64::MAX.to_string()));
+            let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("at most"), "{var}: {err}");
+        }
+        // One day is still a timeout tandem accepts.
+        let mut vars = nginx_mode();
+        vars.push(("TANDEM__SERVER__KEEP_ALIVE_SECS".into(), "86400".into()));
+        vars.push((
+            "TANDEM__SERVER__CLIENT_REQUEST_TIMEOUT_MS".into(),
+            "86400000".into(),
+        ));
+        assert!(Settings::load_from(None, &vars).is_ok());
     }
 
     #[test]
