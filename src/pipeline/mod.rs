@@ -13,8 +13,9 @@
 //! 5. the route, with panics caught: a panicking handler answers 500 and the worker lives on;
 //! 6. error shape: any status of 400 or more becomes problem+json or the 404 page, once
 //!    ([`errors`]);
-//! 7. IDs and quota echoed, `Connection: close` while draining ([`drain`]) or after an oversized
-//!    head, and the access line written when the body is sent.
+//! 7. IDs and quota echoed, `Connection: close` while draining ([`drain`]), after an oversized
+//!    head, or after an error answer that left a chunked body unread ([`body_limit`]); and the
+//!    access line written when the body is sent.
 //!
 //! A static cache hit takes the short way through: steps 3 and 4 are a few comparisons when
 //! they do not apply, step 6 is skipped below 400, and nothing is allocated for the access log
@@ -46,6 +47,7 @@ use actix_web::{
 };
 use futures_util::{FutureExt, future::LocalBoxFuture};
 
+use self::body_limit::UnreadBody;
 pub(crate) use self::{access_log::AccessLog, body_limit::BodyLimit, errors::ErrorPages};
 use self::{context::RequestContext, errors::Rendered};
 use crate::{
@@ -125,7 +127,7 @@ where
 impl Pipeline {
     async fn handle<S, B>(
         &self,
-        req: ServiceRequest,
+        mut req: ServiceRequest,
         service: &S,
     ) -> Result<ServiceResponse<BoxBody>, Error>
     where
@@ -139,6 +141,7 @@ impl Pipeline {
             Err(problem) => Some(problem.clone()),
             Ok(_) => head_limit::refusal(&req).or_else(|| self.body_limit.refusal(req.headers())),
         };
+        let unread = UnreadBody::share(&mut req);
         let answered = match (refusal, self.static_files_for(&req)) {
             (Some(problem), _) => Ok(req.error_response(problem)),
             (None, Some(files)) => caught(serve_static(req, files), &context).await,
@@ -156,6 +159,9 @@ impl Pipeline {
         context.ids.echo(res.headers_mut());
         if let Ok(Some(quota)) = counted {
             quota.write(res.headers_mut());
+        }
+        if let Some(unread) = unread.filter(|_| res.status().as_u16() >= 400) {
+            res = res.map_body(|_, body| unread.hold_until_sent(body));
         }
         if drain::must_close(&self.lifecycle, res.status())
             || head_limit::closes_connection(res.status())
