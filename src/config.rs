@@ -330,7 +330,34 @@ impl Settings {
         self.validate_rate_limit()?;
         // Before the WebSocket check, which compares two of them.
         self.validate_durations()?;
-        self.validate_websocket()
+        self.validate_websocket()?;
+        self.validate_writable()
+    }
+
+    /// Sizes and counts that TOML can write back: `tandem check` prints the settings as TOML,
+    /// whose integers end at `i64::MAX`, while the config crate reads larger ones from strings
+    /// (`max_body_bytes = "18446744073709551615"`), and the printed file would not load.
+    fn validate_writable(&self) -> Result<(), ConfigError> {
+        let max = i64::MAX as u64;
+        let (s, ws) = (&self.server, &self.websocket);
+        for (key, value) in [
+            ("server.max_connections", s.max_connections as u64),
+            ("server.max_body_bytes", s.max_body_bytes as u64),
+            (
+                "static.public_max_age_secs",
+                self.static_files.public_max_age_secs,
+            ),
+            ("websocket.max_message_bytes", ws.max_message_bytes as u64),
+            ("websocket.max_connections", ws.max_connections as u64),
+        ] {
+            if value > max {
+                return Err(ConfigError::key(
+                    key,
+                    format!("is {value}; it must be at most {max}"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Every timeout at most [`MAX_DURATION_SECS`]: actix and tokio add them to
@@ -581,9 +608,13 @@ fn describe(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
             let text = cause.to_string();
             let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
             let position = lines.next().unwrap_or("parse error");
-            let verdict = lines.next_back().unwrap_or_default();
+            // A one-line error has no verdict apart from its position: no dangling colon then.
+            let verdict = lines
+                .next_back()
+                .map(|verdict| format!(": {verdict}"))
+                .unwrap_or_default();
             ConfigError::new(format!(
-                "configuration file {} is not valid TOML ({position}): {verdict}",
+                "configuration file {} is not valid TOML ({position}){verdict}",
                 file.map(|p| p.display().to_string()).unwrap_or_default(),
             ))
         }
@@ -729,6 +760,48 @@ mod tests {
             "86400000".into(),
         ));
         assert!(Settings::load_from(None, &vars).is_ok());
+    }
+
+    #[test]
+    fn what_tandem_check_prints_loads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tandem.toml");
+        for key in [
+            "server.max_connections",
+            "server.max_body_bytes",
+            "static.public_max_age_secs",
+            "websocket.max_message_bytes",
+            "websocket.max_connections",
+        ] {
+            let (table, name) = key.split_once('.').unwrap();
+            let text = format!("[{table}]\n{name} = \"{}\"\n", u64::MAX);
+            std::fs::write(&file, text).unwrap();
+            let err = Settings::load_from(Some(&file), &nginx_mode())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains("at most"), "{key}: {err}");
+        }
+        // The largest value TOML holds is accepted, and what `check` prints of it loads.
+        let text = format!(
+            "[static]\nmode = \"nginx\"\n[server]\nmax_body_bytes = {}\n",
+            i64::MAX
+        );
+        std::fs::write(&file, text).unwrap();
+        let settings = Settings::load_from(Some(&file), &[]).unwrap();
+        std::fs::write(&file, settings.to_toml()).unwrap();
+        assert_eq!(Settings::load_from(Some(&file), &[]).unwrap(), settings);
+    }
+
+    #[test]
+    fn a_one_line_toml_error_ends_without_a_dangling_colon() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tandem.toml");
+        std::fs::write(&file, "[server]\nport = 99999999999999999999\n").unwrap();
+        let err = Settings::load_from(Some(&file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.trim_end().ends_with(':'), "{err}");
+        assert!(err.contains("not valid TOML"), "{err}");
     }
 
     #[test]
