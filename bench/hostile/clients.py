@@ -93,6 +93,12 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def cpu_seconds(self):
+        """utime + stime of the tandem process so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
@@ -198,12 +204,16 @@ async def with_probe(server, seconds, attack, label):
             await asyncio.sleep(0.25)
 
     sampler = asyncio.create_task(sample())
+    cpu_before, wall_before = server.cpu_seconds(), time.monotonic()
     attacking = asyncio.create_task(attack(stop))
     await asyncio.sleep(min(3, seconds / 4))  # let the attack ramp up first
     await measure_probe(server.port, seconds, f"normal client, during {label}")
     stop.set()
+    cpu = server.cpu_seconds() - cpu_before
+    wall = time.monotonic() - wall_before
     summary = await attacking
     await sampler
+    print(f"tandem CPU during the attack: {cpu:.1f} s in {wall:.1f} s", flush=True)
     print(
         f"tandem VmRSS: {rss_before / 1024:.1f} MiB before, {peak[0] / 1024:.1f} MiB peak, "
         f"{server.rss_kib() / 1024:.1f} MiB after; kernel TCP buffers (whole machine): "
@@ -440,6 +450,28 @@ async def upload(port, path, chunked, size=100_000_000):
     return status, sent, (time.perf_counter() - started) * 1000
 
 
+def keeps_sending(port, path, chunked, limit=10.0):
+    """A client that goes on sending its body after the answer: seconds until tandem closed the
+    connection (None: still open after `limit`) and MiB it had taken by then."""
+    with socket.create_connection((HOST, port)) as s:
+        framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: 10000000000"
+        s.sendall(
+            b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n%s\r\n\r\n"
+            % (path.encode(), framing)
+        )
+        piece = b"[" + b"1," * 32767 + b"1"
+        data = b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece
+        s.settimeout(1)
+        sent, started = 0, time.monotonic()
+        while time.monotonic() - started < limit:
+            try:
+                s.sendall(data)
+            except OSError:
+                return time.monotonic() - started, sent / 2**20
+            sent += len(piece)
+        return None, sent / 2**20
+
+
 async def bodies(server, seconds, parallel=20):
     results = {}
 
@@ -456,14 +488,25 @@ async def bodies(server, seconds, parallel=20):
 
     print(f"bodies: {parallel} clients uploading 100 MB bodies in a loop for {seconds} s")
     await with_probe(server, seconds, attack, "the upload flood")
+    for path in ("/api/echo", "/api/status"):
+        for chunked in (False, True):
+            closed, taken = keeps_sending(server.port, path, chunked)
+            framing = "chunked" if chunked else "Content-Length: 10000000000"
+            fate = f"closed after {closed:.1f} s" if closed else "still open after 10 s"
+            print(
+                f"POST {path} ({framing}), the client sending on after the answer: {fate}, "
+                f"{taken:.0f} MiB taken (read and discarded) by then"
+            )
     for (path, chunked), runs in sorted(results.items()):
         statuses = sorted({r[0] for r in runs})
+        sent = statistics.median(r[1] for r in runs)
         most = max(r[1] for r in runs)
         ms = statistics.median(r[2] for r in runs)
         framing = "chunked" if chunked else "Content-Length: 100000000"
         print(
-            f"POST {path} ({framing}): {len(runs)} uploads, statuses {statuses}, at most "
-            f"{most / 1024:.0f} KiB sent before the answer, median {ms:.1f} ms to the answer"
+            f"POST {path} ({framing}): {len(runs)} uploads, statuses {statuses}; written before "
+            f"the answer arrived (socket buffers included): median {sent / 1024:.0f} KiB, "
+            f"max {most / 1024:.0f} KiB; median {ms:.1f} ms to the answer"
         )
 
 

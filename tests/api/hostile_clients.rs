@@ -1,4 +1,4 @@
-//! docs/reference.md §4 "Hostile clients": small versions of `bench/hostile/clients.py` against
+//! docs/reference.md §4 "Hostile clients": small versions of `bench/hostile/clients.sh` against
 //! the real server. They check that normal clients are served (never refused) beside the
 //! attack and what the attacker gets; the figures (latency, memory) are the bench script's.
 
