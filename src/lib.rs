@@ -31,3 +31,12 @@ pub(crate) mod websocket;
 
 pub use config::Settings;
 pub use startup::Application;
+
+/// What the fuzz targets in `fuzz/` call that is not otherwise public: content negotiation is
+/// crate-private (it is no API), and the fuzz crate is another crate. The targets whose code is
+/// std only include their source file instead; negotiation needs [`encoding`], which needs the
+/// crate's dependencies. Not an API: it may change with any release.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::negotiate::{choose_encoding, prefers_html};
+}

@@ -88,7 +88,7 @@ impl Accepted {
 /// `preference` is the server's order (`static.encodings`); `available` says which codings this
 /// resource can be served in. Returns `None` for identity. Encodings win ties against an explicit
 /// `identity`; `q=0` forbids; `*` covers every coding the header does not name.
-pub(crate) fn choose_encoding(
+pub fn choose_encoding(
     accept_encoding: Option<&str>,
     preference: &[Encoding],
     available: impl Fn(Encoding) -> bool,
@@ -115,7 +115,7 @@ pub(crate) fn choose_encoding(
 
 /// True when the client explicitly asks for `text/html` at least as much as for JSON
 /// (browsers do; `curl` and API clients sending `*/*` or JSON do not).
-pub(crate) fn prefers_html(accept: Option<&str>) -> bool {
+pub fn prefers_html(accept: Option<&str>) -> bool {
     let Some(header) = accept else {
         return false;
     };

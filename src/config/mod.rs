@@ -362,6 +362,9 @@ pub fn config_file_path(cli: Option<&Path>) -> Option<PathBuf> {
     default.is_file().then_some(default)
 }
 
+/// The longest timeout any key may name, one day: nothing tandem waits for means anything beyond.
+const MAX_DURATION_SECS: u64 = 86_400;
+
 /// Environment keys whose values are comma-separated lists.
 const LIST_KEYS: [&str; 2] = ["proxy.trusted", "static.encodings"];
 
@@ -426,8 +429,76 @@ impl Settings {
         self.validate_static()?;
         self.trusted_networks()?;
         self.validate_rate_limit()?;
+        // Before the WebSocket check, which compares two of them.
+        self.validate_durations()?;
         self.validate_websocket()?;
-        self.validate_tls()
+        self.validate_tls()?;
+        self.validate_writable()
+    }
+
+    /// Sizes and counts that TOML can write back: `tandem check` prints the settings as TOML,
+    /// whose integers end at `i64::MAX`, while the config crate reads larger ones from strings
+    /// (`max_body_bytes = "18446744073709551615"`), and the printed file would not load.
+    fn validate_writable(&self) -> Result<(), ConfigError> {
+        let max = i64::MAX as u64;
+        let (s, ws) = (&self.server, &self.websocket);
+        for (key, value) in [
+            ("server.max_connections", s.max_connections as u64),
+            ("server.max_body_bytes", s.max_body_bytes as u64),
+            (
+                "static.public_max_age_secs",
+                self.static_files.public_max_age_secs,
+            ),
+            ("websocket.max_message_bytes", ws.max_message_bytes as u64),
+            ("websocket.max_connections", ws.max_connections as u64),
+            ("tls.hsts_max_age_secs", self.tls.hsts_max_age_secs),
+        ] {
+            if value > max {
+                return Err(ConfigError::key(
+                    key,
+                    format!("is {value}; it must be at most {max}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every timeout at most [`MAX_DURATION_SECS`]: actix and tokio add them to
+    /// `Instant::now()`, which panics on overflow (`keep_alive_secs = "18446744073709551615"`
+    /// was accepted and then panicked the worker on every connection).
+    fn validate_durations(&self) -> Result<(), ConfigError> {
+        let (s, ws) = (&self.server, &self.websocket);
+        let secs = [
+            ("server.keep_alive_secs", s.keep_alive_secs),
+            ("server.shutdown_drain_secs", s.shutdown_drain_secs),
+            ("server.shutdown_timeout_secs", s.shutdown_timeout_secs),
+            ("websocket.heartbeat_secs", ws.heartbeat_secs),
+            ("websocket.client_timeout_secs", ws.client_timeout_secs),
+            ("tls.reload_check_secs", self.tls.reload_check_secs),
+        ];
+        let millis = [
+            ("tls.handshake_timeout_ms", self.tls.handshake_timeout_ms),
+            (
+                "server.client_request_timeout_ms",
+                s.client_request_timeout_ms,
+            ),
+            (
+                "server.client_disconnect_timeout_ms",
+                s.client_disconnect_timeout_ms,
+            ),
+        ];
+        let over = secs
+            .into_iter()
+            .map(|(key, v)| (key, v, MAX_DURATION_SECS))
+            .chain(millis.map(|(key, v)| (key, v, MAX_DURATION_SECS * 1000)))
+            .find(|&(_, value, max)| value > max);
+        match over {
+            Some((key, value, max)) => Err(ConfigError::key(
+                key,
+                format!("is {value}; it must be at most {max} (one day)"),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {
@@ -726,9 +797,13 @@ fn describe(err: config::ConfigError, file: Option<&Path>) -> ConfigError {
             let text = cause.to_string();
             let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
             let position = lines.next().unwrap_or("parse error");
-            let verdict = lines.next_back().unwrap_or_default();
+            // A one-line error has no verdict apart from its position: no dangling colon then.
+            let verdict = lines
+                .next_back()
+                .map(|verdict| format!(": {verdict}"))
+                .unwrap_or_default();
             ConfigError::new(format!(
-                "configuration file {} is not valid TOML ({position}): {verdict}",
+                "configuration file {} is not valid TOML ({position}){verdict}",
                 file.map(|p| p.display().to_string()).unwrap_or_default(),
             ))
         }
@@ -842,6 +917,92 @@ mod tests {
             let err = Settings::load_from(None, &vars).unwrap_err().to_string();
             assert!(err.contains(key), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn timeouts_over_a_day_are_refused_before_they_overflow_an_instant() {
+        for (var, key) in [
+            ("TANDEM__SERVER__KEEP_ALIVE_SECS", "server.keep_alive_secs"),
+            (
+                "TANDEM__SERVER__CLIENT_REQUEST_TIMEOUT_MS",
+                "server.client_request_timeout_ms",
+            ),
+            (
+                "TANDEM__SERVER__CLIENT_DISCONNECT_TIMEOUT_MS",
+                "server.client_disconnect_timeout_ms",
+            ),
+            (
+                "TANDEM__SERVER__SHUTDOWN_DRAIN_SECS",
+                "server.shutdown_drain_secs",
+            ),
+            (
+                "TANDEM__SERVER__SHUTDOWN_TIMEOUT_SECS",
+                "server.shutdown_timeout_secs",
+            ),
+            (
+                "TANDEM__WEBSOCKET__HEARTBEAT_SECS",
+                "websocket.heartbeat_secs",
+            ),
+            (
+                "TANDEM__WEBSOCKET__CLIENT_TIMEOUT_SECS",
+                "websocket.client_timeout_secs",
+            ),
+        ] {
+            let mut vars = nginx_mode();
+            vars.push((var.into(), u64::MAX.to_string()));
+            let err = Settings::load_from(None, &vars).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains("at most"), "{var}: {err}");
+        }
+        // One day is still a timeout tandem accepts.
+        let mut vars = nginx_mode();
+        vars.push(("TANDEM__SERVER__KEEP_ALIVE_SECS".into(), "86400".into()));
+        vars.push((
+            "TANDEM__SERVER__CLIENT_REQUEST_TIMEOUT_MS".into(),
+            "86400000".into(),
+        ));
+        assert!(Settings::load_from(None, &vars).is_ok());
+    }
+
+    #[test]
+    fn what_tandem_check_prints_loads_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tandem.toml");
+        for key in [
+            "server.max_connections",
+            "server.max_body_bytes",
+            "static.public_max_age_secs",
+            "websocket.max_message_bytes",
+            "websocket.max_connections",
+        ] {
+            let (table, name) = key.split_once('.').unwrap();
+            let text = format!("[{table}]\n{name} = \"{}\"\n", u64::MAX);
+            std::fs::write(&file, text).unwrap();
+            let err = Settings::load_from(Some(&file), &nginx_mode())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains("at most"), "{key}: {err}");
+        }
+        // The largest value TOML holds is accepted, and what `check` prints of it loads.
+        let text = format!(
+            "[static]\nmode = \"nginx\"\n[server]\nmax_body_bytes = {}\n",
+            i64::MAX
+        );
+        std::fs::write(&file, text).unwrap();
+        let settings = Settings::load_from(Some(&file), &[]).unwrap();
+        std::fs::write(&file, settings.to_toml()).unwrap();
+        assert_eq!(Settings::load_from(Some(&file), &[]).unwrap(), settings);
+    }
+
+    #[test]
+    fn a_one_line_toml_error_ends_without_a_dangling_colon() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tandem.toml");
+        std::fs::write(&file, "[server]\nport = 99999999999999999999\n").unwrap();
+        let err = Settings::load_from(Some(&file), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(!err.trim_end().ends_with(':'), "{err}");
+        assert!(err.contains("not valid TOML"), "{err}");
     }
 
     #[test]

@@ -8,16 +8,18 @@
 //! 1. context: IDs and client address, decided once ([`context`]);
 //! 2. access log: the record starts ([`access_log`]);
 //! 3. rate limit: counted, or answered 429 ([`rate_limit`]);
-//! 4. body limit: a declared body over the limit is answered 413 ([`body_limit`]);
+//! 4. head and body limits: an oversized request target or header section is answered 414 or
+//!    431 ([`head_limit`]), a declared body over the limit 413 ([`body_limit`]);
 //! 5. the route, with panics caught: a panicking handler answers 500 and the worker lives on;
 //! 6. error shape: any status of 400 or more becomes problem+json or the 404 page, once
 //!    ([`errors`]);
 //! 7. IDs and quota echoed, `Strict-Transport-Security` when HTTPS has HSTS configured,
-//!    `Connection: close` while draining ([`drain`]), and the access line written when the body
-//!    is sent;
+//!    `Connection: close` while draining ([`drain`]), after an oversized head, or after an error
+//!    answer that left a chunked body unread ([`body_limit`]); and the access line written when
+//!    the body is sent;
 //! 8. the request counted for `/metrics` by route class and status class ([`figures`]).
 //!
-//! A static cache hit takes the short way through: steps 3 and 4 are a comparison each when
+//! A static cache hit takes the short way through: steps 3 and 4 are a few comparisons when
 //! they do not apply, step 6 is skipped below 400, and nothing is allocated for the access log
 //! when its line would not be printed. When the route table is the only source of routes (no
 //! extra routes were registered), a path the table does not know goes to the static files
@@ -29,6 +31,7 @@ mod context;
 mod drain;
 mod errors;
 mod figures;
+mod head_limit;
 mod rate_limit;
 
 use std::{
@@ -51,6 +54,7 @@ use actix_web::{
 };
 use futures_util::{FutureExt, future::LocalBoxFuture};
 
+use self::body_limit::UnreadBody;
 pub(crate) use self::{
     access_log::AccessLog, body_limit::BodyLimit, errors::ErrorPages, figures::Figures,
 };
@@ -135,7 +139,7 @@ where
 impl Pipeline {
     async fn handle<S, B>(
         &self,
-        req: ServiceRequest,
+        mut req: ServiceRequest,
         service: &S,
     ) -> Result<ServiceResponse<BoxBody>, Error>
     where
@@ -154,8 +158,9 @@ impl Pipeline {
                 self.figures.rate_limited();
                 Some(problem.clone())
             }
-            Ok(_) => self.body_limit.refusal(req.headers()),
+            Ok(_) => head_limit::refusal(&req).or_else(|| self.body_limit.refusal(req.headers())),
         };
+        let unread = UnreadBody::share(&mut req);
         let answered = match (refusal, self.static_files_for(route)) {
             (Some(problem), _) => Ok(req.error_response(problem)),
             (None, Some(files)) => caught(serve_static(req, files), &context).await,
@@ -181,7 +186,12 @@ impl Pipeline {
         if let Ok(Some(quota)) = counted {
             quota.write(res.headers_mut());
         }
-        if drain::must_close(&self.lifecycle, res.status()) {
+        if let Some(unread) = unread.filter(|_| res.status().as_u16() >= 400) {
+            res = res.map_body(|_, body| unread.hold_until_sent(body));
+        }
+        if drain::must_close(&self.lifecycle, res.status())
+            || head_limit::closes_connection(res.status())
+        {
             res.response_mut()
                 .head_mut()
                 .set_connection_type(drain::CLOSE);

@@ -8,6 +8,7 @@ mod config_sources;
 mod container_equivalent;
 mod deployment_files;
 mod health_and_routes;
+mod hostile_clients;
 mod lifecycle_answers;
 mod log_filter;
 mod metrics;
