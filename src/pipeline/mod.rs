@@ -173,17 +173,33 @@ impl Pipeline {
                 return Err(self.gone(problem, &context, log));
             }
         };
-        let mut res = if errors::needs_rendering(&res) {
+        let res = if errors::needs_rendering(&res) {
             self.error_pages.render(res, &context.ids)
         } else {
             res
         };
+        let res = self.decorate(res, &context, counted.ok().flatten(), unread);
+        self.figures.answered(class, &res, started);
+        Ok(match log {
+            Some(log) => log.attach(res),
+            None => res,
+        })
+    }
+
+    /// Step 7: the headers every answer carries, and whether its connection ends after it.
+    fn decorate(
+        &self,
+        mut res: ServiceResponse<BoxBody>,
+        context: &RequestContext,
+        quota: Option<rate_limit::Quota>,
+        unread: Option<UnreadBody>,
+    ) -> ServiceResponse<BoxBody> {
         context.ids.echo(res.headers_mut());
         if let Some(hsts) = &self.hsts {
             res.headers_mut()
                 .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
-        if let Ok(Some(quota)) = counted {
+        if let Some(quota) = quota {
             quota.write(res.headers_mut());
         }
         if let Some(unread) = unread.filter(|_| res.status().as_u16() >= 400) {
@@ -196,11 +212,7 @@ impl Pipeline {
                 .head_mut()
                 .set_connection_type(drain::CLOSE);
         }
-        self.figures.answered(class, &res, started);
-        Ok(match log {
-            Some(log) => log.attach(res),
-            None => res,
-        })
+        res
     }
 
     /// The answer for a request that is gone: actix renders it from the returned error.
