@@ -150,8 +150,20 @@ const EXPIRY_WARNING_DAYS: i64 = 14;
 /// `tls.mode = "files"`; `Err` is the sentence that would stop `tandem serve`.
 pub fn certificate_report(tls: &TlsSettings) -> Result<CertificateReport, String> {
     let mut report = CertificateReport::default();
-    if tls.mode != TlsMode::Files {
-        return Ok(report);
+    match (tls.mode, &tls.acme) {
+        (TlsMode::Files, _) => {}
+        // The certificate may not exist yet, and checking must not create the cache: say where
+        // it will come from instead.
+        (TlsMode::Acme, Some(acme)) => {
+            report.lines.push(format!(
+                "certificates for {} come from ACME ({}), cached in {}; renewed two thirds into their lifetime",
+                acme.domains.join(", "),
+                acme.directory_url,
+                acme.cache_dir.display()
+            ));
+            return Ok(report);
+        }
+        _ => return Ok(report),
     }
     let paths = pem_paths(tls);
     let loaded = paths.load().map_err(|err| err.to_string())?;
@@ -204,5 +216,26 @@ mod tests {
         assert_eq!(hsts_header(&tls).unwrap(), "max-age=600");
         tls.hsts_max_age_secs = 0;
         assert_eq!(hsts_header(&tls), None, "max-age 0");
+    }
+
+    #[test]
+    fn check_says_where_acme_certificates_come_from() {
+        let tls = TlsSettings {
+            mode: TlsMode::Acme,
+            acme: Some(AcmeSettings {
+                domains: vec!["example.com".into()],
+                ..AcmeSettings::default()
+            }),
+            ..TlsSettings::default()
+        };
+        let report = certificate_report(&tls).unwrap();
+        assert_eq!(report.lines.len(), 1, "{:?}", report.lines);
+        assert!(
+            report.lines[0].contains("example.com"),
+            "{}",
+            report.lines[0]
+        );
+        assert!(report.lines[0].contains(crate::config::LETS_ENCRYPT_PRODUCTION));
+        assert!(report.warnings.is_empty());
     }
 }
