@@ -361,7 +361,7 @@ pub fn config_file_path(cli: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// Environment keys whose values are comma-separated lists.
-const LIST_KEYS: [&str; 2] = ["proxy.trusted", "static.encodings"];
+const LIST_KEYS: [&str; 3] = ["proxy.trusted", "static.encodings", "tls.acme.domains"];
 
 impl Settings {
     /// Loads defaults, then `file` (which must exist when given), then the process environment.
