@@ -767,6 +767,7 @@ mod tests {
         vars.extend(env(&[
             ("TANDEM__PROXY__TRUSTED", "10.0.0.0/8, 192.168.1.1"),
             ("TANDEM__STATIC__ENCODINGS", "gzip,br"),
+            ("TANDEM__TLS__ACME__DOMAINS", "example.com, www.example.com"),
         ]));
         let settings = Settings::load_from(None, &vars).unwrap();
         assert_eq!(settings.proxy.trusted, vec!["10.0.0.0/8", "192.168.1.1"]);
@@ -774,6 +775,11 @@ mod tests {
             settings.static_files.encodings,
             vec![Encoding::Gzip, Encoding::Br]
         );
+        let acme = settings
+            .tls
+            .acme
+            .expect("the [tls.acme] table from the environment");
+        assert_eq!(acme.domains, vec!["example.com", "www.example.com"]);
     }
 
     #[test]
