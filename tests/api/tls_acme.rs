@@ -100,12 +100,15 @@ impl Acme {
         );
     }
 
-    /// Waits (at most `within`) until `server` has logged its `count`th issued certificate and
-    /// returns that certificate's serial, as logged.
-    async fn issued(&self, server: &BinaryServer, count: usize, within: Duration) -> String {
+    /// Waits (at most `within`, and only while it runs) until `server` has logged its `count`th
+    /// issued certificate and returns that certificate's serial, as logged.
+    async fn issued(&self, server: &mut BinaryServer, count: usize, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let stderr = server.stderr();
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("tandem exited ({status}) before certificate number {count}:\n{stderr}");
+            }
             if let Some(line) = stderr.lines().filter(|l| l.contains(ISSUED)).nth(count - 1) {
                 let rest = &line[line.find(ISSUED).expect("found") + ISSUED.len()..];
                 return rest.split_whitespace().next().expect("a serial").to_owned();
@@ -137,7 +140,7 @@ fn mode(path: &Path) -> u32 {
 
 /// The first start: ordered through the redirect listener, served over verified h2, the
 /// redirect listener still redirecting, the cache private, SIGHUP only logged.
-async fn first_start(acme: &Acme, tandem: &BinaryServer) -> String {
+async fn first_start(acme: &Acme, tandem: &mut BinaryServer) -> String {
     let issued = acme.issued(tandem, 1, Duration::from_secs(30)).await;
     acme.note("first certificate issued");
     let client = acme.client(tandem);
@@ -193,12 +196,12 @@ async fn a_certificate_is_ordered_served_renewed_and_cached_across_a_restart() {
     };
     let acme = Acme::start(&binary).await;
     let mut tandem = acme.spawn_tandem();
-    let first = first_start(&acme, &tandem).await;
+    let first = first_start(&acme, &mut tandem).await;
     let account = std::fs::read(acme.cache_dir.join("account.json")).expect("account cached");
 
     // Renewal at two thirds of the lifetime, by the same process, seen by a new connection.
     let renewed = acme
-        .issued(&tandem, 2, Duration::from_secs(VALIDITY_SECS + 10))
+        .issued(&mut tandem, 2, Duration::from_secs(VALIDITY_SECS + 10))
         .await;
     acme.note("renewed");
     assert_ne!(renewed, first, "a renewal is a new certificate");
