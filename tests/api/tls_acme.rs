@@ -5,6 +5,7 @@
 //! is set through the environment, as in a container (`tls.acme.domains` as a list included).
 
 use std::{
+    io::Write,
     net::SocketAddr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
@@ -94,10 +95,8 @@ impl Acme {
 
     fn note(&self, what: &str) {
         let elapsed = self.started.elapsed().as_secs_f64();
-        let _ = std::io::Write::write_all(
-            &mut std::io::stderr(),
-            format!("tls_acme {elapsed:>6.2}s: {what}\n").as_bytes(),
-        );
+        // Straight to the handle, like `skip()`: libtest captures `eprintln!`.
+        let _ = writeln!(std::io::stderr(), "tls_acme {elapsed:>6.2}s: {what}");
     }
 
     /// Waits (at most `within`, and only while it runs) until `server` has logged its `count`th
