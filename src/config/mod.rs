@@ -366,7 +366,7 @@ pub fn config_file_path(cli: Option<&Path>) -> Option<PathBuf> {
 const MAX_DURATION_SECS: u64 = 86_400;
 
 /// Environment keys whose values are comma-separated lists.
-const LIST_KEYS: [&str; 2] = ["proxy.trusted", "static.encodings"];
+const LIST_KEYS: [&str; 3] = ["proxy.trusted", "static.encodings", "tls.acme.domains"];
 
 impl Settings {
     /// Loads defaults, then `file` (which must exist when given), then the process environment.
@@ -844,6 +844,7 @@ mod tests {
         vars.extend(env(&[
             ("TANDEM__PROXY__TRUSTED", "10.0.0.0/8, 192.168.1.1"),
             ("TANDEM__STATIC__ENCODINGS", "gzip,br"),
+            ("TANDEM__TLS__ACME__DOMAINS", "example.com, www.example.com"),
         ]));
         let settings = Settings::load_from(None, &vars).unwrap();
         assert_eq!(settings.proxy.trusted, vec!["10.0.0.0/8", "192.168.1.1"]);
@@ -851,6 +852,11 @@ mod tests {
             settings.static_files.encodings,
             vec![Encoding::Gzip, Encoding::Br]
         );
+        let acme = settings
+            .tls
+            .acme
+            .expect("the [tls.acme] table from the environment");
+        assert_eq!(acme.domains, vec!["example.com", "www.example.com"]);
     }
 
     #[test]

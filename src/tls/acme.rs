@@ -26,13 +26,7 @@ use self::{
 use super::{challenges::Http01Challenges, slot::CertificateSlot};
 pub(crate) use crate::config::AcmeSettings;
 
-/// The certificate cached for these settings, if it is still valid: what `run` installs first,
-/// read from disk only (the restart test checks it without running the client).
-#[cfg(test)]
-pub(crate) fn load_cached(settings: &AcmeSettings) -> Option<Arc<rustls::sign::CertifiedKey>> {
-    cached(settings).map(|issued| issued.key)
-}
-
+/// The certificate cached for these settings, if it is still valid: what `run` installs first.
 fn cached(settings: &AcmeSettings) -> Option<IssuedCertificate> {
     let cache = CacheDir::open(&settings.cache_dir).ok()?;
     match cache.certificate(&settings.directory_url, &settings.domains) {

@@ -62,10 +62,6 @@ impl RedirectListener {
     /// the key authorization while the token is in flight, 404 otherwise. Without it those paths
     /// are redirected like any other, so an external ACME client's webroot under `htdocs` still
     /// validates (CAs follow redirects to HTTPS).
-    #[allow(
-        dead_code,
-        reason = "called by the start-up glue for tls.acme with HTTP-01, merged separately"
-    )]
     pub(crate) fn answering(mut self, challenges: Arc<Http01Challenges>) -> Self {
         self.challenges = Some(challenges);
         self

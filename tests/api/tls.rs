@@ -172,17 +172,15 @@ impl ServerCertVerifier for AnyCertificate {
 }
 
 /// A rustls client offering `alpn`; it trusts `root` only, or any certificate without one.
-fn client_config(alpn: &[&[u8]], root: Option<&Pair>) -> ClientConfig {
+fn client_config(alpn: &[&[u8]], root: Option<CertificateDer<'static>>) -> ClientConfig {
     let provider = Arc::new(ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("protocol versions");
     let mut config = match root {
-        Some(pair) => {
+        Some(root) => {
             let mut roots = rustls::RootCertStore::empty();
-            roots
-                .add(CertificateDer::from(pair.cert_der.clone()))
-                .expect("root");
+            roots.add(root).expect("root");
             builder.with_root_certificates(roots).with_no_client_auth()
         }
         None => builder
@@ -200,6 +198,8 @@ pub struct Answer {
     pub version: Version,
     pub headers: hyper::HeaderMap,
     pub body: Vec<u8>,
+    /// The DER of the leaf certificate the server presented on this answer's connection.
+    pub certificate: Vec<u8>,
 }
 
 impl Answer {
@@ -226,6 +226,16 @@ pub struct HttpsClient {
 
 impl HttpsClient {
     pub fn new(alpn: &[&[u8]], root: Option<&Pair>, addr: SocketAddr) -> Self {
+        let root = root.map(|pair| CertificateDer::from(pair.cert_der.clone()));
+        Self::trusting(alpn, root, addr)
+    }
+
+    /// A client that trusts `root` (any certificate with `None`), e.g. a CA's.
+    pub fn trusting(
+        alpn: &[&[u8]],
+        root: Option<CertificateDer<'static>>,
+        addr: SocketAddr,
+    ) -> Self {
         Self {
             connector: Arc::new(client_config(alpn, root)).into(),
             addr,
@@ -245,6 +255,13 @@ impl HttpsClient {
         let name = ServerName::try_from("localhost").expect("name");
         let tls = self.connector.connect(name, tcp).await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        let certificate = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|leaf| leaf.to_vec())
+            .unwrap_or_default();
         let authority = format!("localhost:{}", self.addr.port());
         // HTTP/2 carries the authority in the URI (`:authority`), HTTP/1.1 in `Host`.
         let mut request = match h2 {
@@ -280,6 +297,7 @@ impl HttpsClient {
             version: parts.version,
             headers: parts.headers,
             body: body.to_bytes().to_vec(),
+            certificate,
         })
     }
 }
