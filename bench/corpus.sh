@@ -51,17 +51,53 @@ install_missing() {
     apt-get update -qq && apt-get install -y -qq "$@" >/dev/null
 }
 
-# Sets TANDEM and FLOOR: TANDEM_BIN and FLOOR_BIN when given (to compare binaries), else release
-# builds of this checkout and of bench/floor.
-release_servers() {
+BROTLI_MODULE=/usr/lib/nginx/modules/ngx_http_brotli_static_module.so
+
+# Installs what every nginx-against-tandem script needs (nginx with its brotli_static module,
+# wrk, brotli) and each `command:package` given, when missing.
+install_bench_tools() {
+    local need=() pair
+    command -v nginx >/dev/null || need+=(nginx)
+    [ -f "$BROTLI_MODULE" ] || need+=(libnginx-mod-http-brotli-static)
+    command -v wrk >/dev/null || need+=(wrk)
+    command -v brotli >/dev/null || need+=(brotli)
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+    done
+    install_missing "${need[@]}"
+}
+
+# Sets TANDEM: TANDEM_BIN when given (to compare binaries), else a release build of this
+# checkout.
+release_tandem() {
     TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
     if [ -z "${TANDEM_BIN:-}" ]; then
         echo "building tandem (release)" >&2
         (cd "$REPO" && cargo build --release --quiet)
     fi
+}
+
+# Sets TANDEM and FLOOR: TANDEM_BIN and FLOOR_BIN when given (to compare binaries), else release
+# builds of this checkout and of bench/floor.
+release_servers() {
+    release_tandem
     FLOOR=${FLOOR_BIN:-$BENCH/floor/target/release/tandem-floor}
     if [ -z "${FLOOR_BIN:-}" ]; then
         echo "building the framework floor (release)" >&2
         cargo build --release --quiet --manifest-path "$BENCH/floor/Cargo.toml"
     fi
 }
+
+# The processes whose CPU time a server's requests cost: nginx's workers, the others themselves
+# (/proc/PID/stat of a process counts all of its threads). The caller keeps PID[server].
+serving_pids() {
+    if [ "$1" = nginx ]; then pgrep -P "${PID[nginx]}"; else echo "${PID[$1]}"; fi
+}
+cpu_ticks() {
+    local total=0 p
+    for p in $(serving_pids "$1"); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)

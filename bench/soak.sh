@@ -32,22 +32,12 @@ RESTART_AT=${RESTART_AT:-2}
 GAP=${GAP:-1}
 BENCH=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$BENCH")
-BROTLI_MODULE=/usr/lib/nginx/modules/ngx_http_brotli_static_module.so
 # shellcheck source=bench/corpus.sh
 source "$BENCH/corpus.sh"
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-[ -f "$BROTLI_MODULE" ] || need+=(libnginx-mod-http-brotli-static)
-command -v wrk >/dev/null || need+=(wrk)
-command -v brotli >/dev/null || need+=(brotli)
-install_missing "${need[@]}"
+install_bench_tools
 
-TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
-if [ -z "${TANDEM_BIN:-}" ]; then
-    echo "building tandem (release)" >&2
-    (cd "$REPO" && cargo build --release --quiet)
-fi
+release_tandem
 
 WORK=$(mktemp -d /tmp/tandem-soak.XXXXXX)
 chmod 755 "$WORK" # nginx workers run as an unprivileged user

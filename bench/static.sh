@@ -23,16 +23,10 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 RUNS=${RUNS:-pinned both}
 BENCH=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$BENCH")
-BROTLI_MODULE=/usr/lib/nginx/modules/ngx_http_brotli_static_module.so
 # shellcheck source=bench/corpus.sh
 source "$BENCH/corpus.sh"
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-[ -f "$BROTLI_MODULE" ] || need+=(libnginx-mod-http-brotli-static)
-command -v wrk >/dev/null || need+=(wrk)
-command -v brotli >/dev/null || need+=(brotli)
-install_missing "${need[@]}"
+install_bench_tools
 
 # TANDEM_BIN / FLOOR_BIN skip the builds (e.g. to compare two binaries).
 release_servers
@@ -113,19 +107,6 @@ CONF
     done
 }
 
-# The processes whose CPU time a server's requests cost: nginx's workers, the others themselves
-# (/proc/PID/stat of a process counts all of its threads).
-serving_pids() {
-    if [ "$1" = nginx ]; then pgrep -P "${PID[nginx]}"; else echo "${PID[$1]}"; fi
-}
-cpu_ticks() {
-    local total=0 p
-    for p in $(serving_pids "$1"); do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$total"
-}
-CLK_TCK=$(getconf CLK_TCK)
 
 header_of() { # port path header-name [extra curl args]
     local port=$1 path=$2 name=$3

@@ -35,24 +35,12 @@ SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BENCH=$(cd "$(dirname "$0")" && pwd)
 REPO=$(dirname "$BENCH")
-BROTLI_MODULE=/usr/lib/nginx/modules/ngx_http_brotli_static_module.so
 # shellcheck source=bench/corpus.sh
 source "$BENCH/corpus.sh"
 
-need=()
-command -v nginx >/dev/null || need+=(nginx)
-[ -f "$BROTLI_MODULE" ] || need+=(libnginx-mod-http-brotli-static)
-command -v wrk >/dev/null || need+=(wrk)
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v openssl >/dev/null || need+=(openssl)
-command -v brotli >/dev/null || need+=(brotli)
-install_missing "${need[@]}"
+install_bench_tools h2load:nghttp2-client openssl:openssl
 
-TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
-if [ -z "${TANDEM_BIN:-}" ]; then
-    echo "building tandem (release)" >&2
-    (cd "$REPO" && cargo build --release --quiet)
-fi
+release_tandem
 
 WORK=$(mktemp -d /tmp/tandem-bench-tls.XXXXXX)
 chmod 755 "$WORK"  # nginx workers run as an unprivileged user
@@ -181,17 +169,6 @@ check_answers() {
     done
 }
 
-serving_pids() {
-    if [ "$1" = nginx ]; then pgrep -P "${PID[nginx]}"; else echo "${PID[$1]}"; fi
-}
-cpu_ticks() {
-    local total=0 p
-    for p in $(serving_pids "$1"); do
-        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    done
-    echo "$total"
-}
-CLK_TCK=$(getconf CLK_TCK)
 
 ROWS=(
     "new connection per request, full TLS 1.3 handshake (h2load, HTTP/2)"

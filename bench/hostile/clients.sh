@@ -17,11 +17,10 @@ set -euo pipefail
 
 SECONDS_EACH=${SECONDS_EACH:-20}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
-TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
-if [ -z "${TANDEM_BIN:-}" ]; then
-    echo "building tandem (release)" >&2
-    (cd "$REPO" && cargo build --release --quiet --bin tandem)
-fi
+BENCH=$REPO/bench
+# shellcheck source=bench/corpus.sh
+source "$BENCH/corpus.sh"
+release_tandem
 
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then

@@ -13,11 +13,10 @@ REQUESTS=${REQUESTS:-5}
 SIZE_MB=${SIZE_MB:-22.8}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 
-TANDEM=${TANDEM_BIN:-$REPO/target/release/tandem}
-if [ -z "${TANDEM_BIN:-}" ]; then
-    echo "building tandem (release)" >&2
-    (cd "$REPO" && cargo build --release --quiet --bin tandem)
-fi
+BENCH=$REPO/bench
+# shellcheck source=bench/corpus.sh
+source "$BENCH/corpus.sh"
+release_tandem
 
 WORK=$(mktemp -d /tmp/tandem-hostile.XXXXXX)
 TANDEM_PID=""
@@ -46,7 +45,7 @@ with open(path, "w") as out:
 PY
 BYTES=$(stat -c %s "$WORK/htdocs/big.txt")
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 TANDEM__SERVER__PORT=$PORT TANDEM__SERVER__WORKERS=1 \
 TANDEM__STATIC__HTDOCS="$WORK/htdocs" TANDEM__STATIC__PUBLIC="$WORK/public" \
 TANDEM__RATE_LIMIT__ENABLED=false RUST_LOG=warn \
