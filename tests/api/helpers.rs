@@ -147,7 +147,12 @@ pub async fn spawn_app(settings: Settings) -> TestApp {
 
 /// An nginx-mode server with one extra route, `GET /test/panic`, whose handler panics.
 pub async fn spawn_app_with_panicking_route() -> TestApp {
-    let panicking: ExtraRoutes = Arc::new(|cfg: &mut actix_web::web::ServiceConfig| {
+    spawn_app_with(nginx_mode_settings(), panicking_route()).await
+}
+
+/// One extra route, `GET /test/panic`, whose handler panics.
+pub fn panicking_route() -> ExtraRoutes {
+    Arc::new(|cfg: &mut actix_web::web::ServiceConfig| {
         cfg.route(
             "/test/panic",
             actix_web::web::get().to(|| async {
@@ -157,8 +162,7 @@ pub async fn spawn_app_with_panicking_route() -> TestApp {
                 "unreachable"
             }),
         );
-    });
-    spawn_app_with(nginx_mode_settings(), panicking).await
+    })
 }
 
 /// The server with `extra` routes of the test's ahead of the static files (which then go

@@ -17,14 +17,15 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Version, body::Bytes};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::{
-    ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned,
-    client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier},
-    crypto::{CryptoProvider, ring, verify_tls12_signature, verify_tls13_signature},
-    pki_types::{CertificateDer, ServerName, UnixTime},
+    ClientConfig, ClientConnection, StreamOwned,
+    crypto::ring,
+    pki_types::{CertificateDer, ServerName},
 };
 use tandem::{Application, Settings, config::TlsMode};
 
-use crate::helpers::{BinaryServer, StaticRoots, raw_get, skip, tandem_command, test_settings};
+use crate::helpers::{
+    BinaryServer, StaticRoots, panicking_route, raw_get, skip, tandem_command, test_settings,
+};
 
 /// The key algorithms tandem must accept.
 #[derive(Debug, Clone, Copy)]
@@ -121,56 +122,6 @@ fn openssl_rsa_key() -> Option<String> {
     }
 }
 
-/// A verifier that accepts any certificate (the tests look at which one was sent) but checks
-/// the handshake signatures, so a key that does not match its certificate still fails.
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A rustls client offering `alpn`; it trusts `root` only, or any certificate without one.
 fn client_config(alpn: &[&[u8]], root: Option<CertificateDer<'static>>) -> ClientConfig {
     let provider = Arc::new(ring::default_provider());
@@ -185,7 +136,9 @@ fn client_config(alpn: &[&[u8]], root: Option<CertificateDer<'static>>) -> Clien
         }
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+            .with_custom_certificate_verifier(Arc::new(tandem::healthcheck::AnyCertificate(
+                provider,
+            )))
             .with_no_client_auth(),
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -456,19 +409,7 @@ async fn hsts_is_sent_on_every_https_response_only_when_configured() {
 
     let mut settings = pair.settings(test_settings());
     settings.tls.hsts_max_age_secs = 31_536_000;
-    let panicking: tandem::startup::ExtraRoutes =
-        Arc::new(|cfg: &mut actix_web::web::ServiceConfig| {
-            cfg.route(
-                "/test/panic",
-                actix_web::web::get().to(|| async {
-                    if true {
-                        panic!("deliberate test panic");
-                    }
-                    "unreachable"
-                }),
-            );
-        });
-    let app = spawn_https_with(settings, &pair, Some(panicking)).await;
+    let app = spawn_https_with(settings, &pair, Some(panicking_route())).await;
     // A file, a probe, the API, a 404 and a panicking handler's 500: every way out of the pipeline.
     for path in [
         "/healthz",
