@@ -88,6 +88,18 @@ release_servers() {
     fi
 }
 
+# Stops every server of the caller's SERVERS that has a PID[server], and waits for it.
+stop_servers() {
+    local s
+    for s in "${SERVERS[@]}"; do
+        if [ -n "${PID[$s]:-}" ]; then
+            kill "${PID[$s]}" 2>/dev/null || true
+            wait "${PID[$s]}" 2>/dev/null || true
+            PID[$s]=""
+        fi
+    done
+}
+
 # The processes whose CPU time a server's requests cost: nginx's workers, the others themselves
 # (/proc/PID/stat of a process counts all of its threads). The caller keeps PID[server].
 serving_pids() {

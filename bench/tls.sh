@@ -46,16 +46,6 @@ WORK=$(mktemp -d /tmp/tandem-bench-tls.XXXXXX)
 chmod 755 "$WORK"  # nginx workers run as an unprivileged user
 declare -A PID PORT
 SERVERS=(nginx tandem)
-stop_servers() {
-    local s
-    for s in "${SERVERS[@]}"; do
-        if [ -n "${PID[$s]:-}" ]; then
-            kill "${PID[$s]}" 2>/dev/null || true
-            wait "${PID[$s]}" 2>/dev/null || true
-            PID[$s]=""
-        fi
-    done
-}
 trap 'stop_servers; rm -rf "$WORK"' EXIT
 
 ROOT="$WORK/htdocs"
