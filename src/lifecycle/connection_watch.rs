@@ -65,7 +65,9 @@ pub(crate) struct ConnectionWatch {
 /// descriptors) the connection goes unwatched, as it would have before.
 pub(crate) fn watch(tcp: &tokio::net::TcpStream, limit: Duration, extensions: &mut Extensions) {
     let Ok(socket) = SockRef::from(tcp).try_clone() else {
-        log::warn!("a connection goes without its head watchdog: its socket could not be copied");
+        // Out of descriptors: accept fails next, and actix logs that; one line per connection
+        // here would only flood the log under attack.
+        log::debug!("a connection goes without its head watchdog: its socket could not be copied");
         return;
     };
     let (closed, on_close) = oneshot::channel();
