@@ -529,3 +529,23 @@ async fn a_websocket_open_longer_than_the_limit_is_not_cut_by_the_head_watchdog(
         .expect("a valid message");
     assert_eq!(echo, Message::text("still here"));
 }
+
+#[tokio::test]
+async fn a_slow_upload_longer_than_the_limit_is_not_cut_by_the_head_watchdog() {
+    let app = spawn_app(watched_settings(nginx_mode_settings())).await;
+    let body = format!("{{\"pad\":\"{}\"}}", "a".repeat(1190));
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // 50 bytes every 200 ms: the body takes ~4.8 s, twice the watchdog's limit.
+    for piece in body.as_bytes().chunks(50) {
+        sleep(Duration::from_millis(200)).await;
+        stream.write_all(piece).await.expect("still connected");
+    }
+    let answer = read_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains(&"a".repeat(1190)), "{answer}");
+}
