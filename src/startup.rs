@@ -23,6 +23,7 @@ use crate::{
     config::{ConfigError, ServerSettings, Settings, StaticMode, StaticSettings, TlsMode},
     lifecycle::{
         Lifecycle,
+        connection_watch::{self, WatchedBody},
         inherited::{self, Ownership},
         listener_gate::ListenerGate,
         signals::StopSequence,
@@ -345,7 +346,7 @@ fn app(
     impl actix_web::dev::ServiceFactory<
         actix_web::dev::ServiceRequest,
         Config = (),
-        Response = actix_web::dev::ServiceResponse<actix_web::body::BoxBody>,
+        Response = actix_web::dev::ServiceResponse<WatchedBody>,
         Error = actix_web::Error,
         InitError = (),
     >,
@@ -393,6 +394,10 @@ fn serve(
     shared: Shared,
     https: Option<Https>,
 ) -> Result<Server, StartError> {
+    let quiet_limit = connection_watch::quiet_limit(
+        server_settings.keep_alive_secs,
+        server_settings.client_request_timeout_ms,
+    );
     let server = HttpServer::new(move || app(shared.clone()))
         .workers(worker_count(server_settings.workers))
         .keep_alive(Duration::from_secs(server_settings.keep_alive_secs))
@@ -405,14 +410,21 @@ fn serve(
         .max_connections(server_settings.max_connections)
         .shutdown_timeout(server_settings.shutdown_timeout_secs)
         .disable_signals()
-        .on_connect(|conn, _| {
-            // Without it, Nagle's algorithm holds a response's body behind its head (~40 ms).
-            let tcp = match conn.downcast_ref::<TlsStream<TcpStream>>() {
-                Some(tls) => Some(tls.get_ref().0),
-                None => conn.downcast_ref::<TcpStream>(),
+        .on_connect(move |conn, extensions| {
+            // HTTP/2 frames its own heads; the watchdog is for HTTP/1.1's later heads.
+            let (tcp, http2) = match conn.downcast_ref::<TlsStream<TcpStream>>() {
+                Some(tls) => (
+                    Some(tls.get_ref().0),
+                    tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()),
+                ),
+                None => (conn.downcast_ref::<TcpStream>(), false),
             };
             if let Some(tcp) = tcp {
+                // Without it, Nagle's algorithm holds a response's body behind its head (~40 ms).
                 let _ = tcp.set_nodelay(true);
+                if let Some(limit) = quiet_limit.filter(|_| !http2) {
+                    connection_watch::watch(tcp, limit, extensions);
+                }
             }
         });
     let server = match https {

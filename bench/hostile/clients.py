@@ -566,7 +566,15 @@ def oversized(binary):
 
 
 def slow_head(binary):
-    server = Server(binary, {"TANDEM__SERVER__CLIENT_REQUEST_TIMEOUT_MS": "2000"})
+    # keep_alive_secs 5: the watchdog's bound for a later head (keep_alive_secs +
+    # client_request_timeout_ms = 7 s) then shows within the 12 s of trickling below.
+    server = Server(
+        binary,
+        {
+            "TANDEM__SERVER__CLIENT_REQUEST_TIMEOUT_MS": "2000",
+            "TANDEM__SERVER__KEEP_ALIVE_SECS": "5",
+        },
+    )
     try:
         status, ctype, body, closed, took = exchange(
             server.port, b"GET /json HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-1\r\n"
@@ -577,7 +585,8 @@ def slow_head(binary):
             "(server.client_request_timeout_ms = 2000)"
         )
         # The second request on a keep-alive connection: actix-http's head timer covers only
-        # the first, and any byte clears its keep-alive timer.
+        # the first, and any byte clears its keep-alive timer; tandem's connection watchdog
+        # closes it once no head has completed for 7 s after the first answer.
         with socket.create_connection((HOST, server.port), timeout=10) as s:
             s.sendall(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
             s.recv(65536)
@@ -597,7 +606,10 @@ def slow_head(binary):
                 except OSError:
                     fate = f"reset after {time.monotonic() - started:.1f} s"
                     break
-        print(f"second request's head trickled on a kept-alive connection for 12 s: {fate}")
+        print(
+            f"second request's head trickled on a kept-alive connection for 12 s: {fate} "
+            "(server.keep_alive_secs = 5, so the watchdog's bound is 7 s)"
+        )
     finally:
         server.stop()
 

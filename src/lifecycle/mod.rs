@@ -1,7 +1,9 @@
 //! Where the process is in its life (docs/reference.md §4 probes, §9 start and stop): started,
 //! draining, stopping. The signals that move it are in [`signals`], the listener's closing in
-//! [`listener_gate`], sockets inherited from a service manager in [`inherited`].
+//! [`listener_gate`], sockets inherited from a service manager in [`inherited`], the watchdog
+//! for trickled later request heads in [`connection_watch`].
 
+pub(crate) mod connection_watch;
 pub(crate) mod inherited;
 pub(crate) mod listener_gate;
 pub(crate) mod signals;

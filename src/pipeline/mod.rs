@@ -16,7 +16,8 @@
 //! 7. IDs and quota echoed, `Strict-Transport-Security` when HTTPS has HSTS configured,
 //!    `Connection: close` while draining ([`drain`]), after an oversized head, or after an error
 //!    answer that left a chunked body unread ([`body_limit`]); and the access line written when
-//!    the body is sent;
+//!    the body is sent, which is also when the request stops counting as in flight for its
+//!    connection's watchdog ([`crate::lifecycle::connection_watch`]);
 //! 8. the request counted for `/metrics` by route class and status class ([`figures`]).
 //!
 //! A static cache hit takes the short way through: steps 3 and 4 are a few comparisons when
@@ -61,7 +62,10 @@ pub(crate) use self::{
 use self::{context::RequestContext, errors::Rendered};
 use crate::{
     client_ip::TrustedProxies,
-    lifecycle::Lifecycle,
+    lifecycle::{
+        Lifecycle,
+        connection_watch::{InFlight, WatchedBody},
+    },
     problem::Problem,
     rate_limit::RateLimit,
     routes,
@@ -99,7 +103,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<BoxBody>;
+    type Response = ServiceResponse<WatchedBody>;
     type Error = Error;
     type Transform = PipelineService<S>;
     type InitError = ();
@@ -123,7 +127,7 @@ where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
     B: MessageBody + 'static,
 {
-    type Response = ServiceResponse<BoxBody>;
+    type Response = ServiceResponse<WatchedBody>;
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -132,7 +136,13 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let service = self.service.clone();
         let pipeline = self.pipeline.clone();
-        Box::pin(async move { pipeline.handle(req, &*service).await })
+        // In flight from its complete head until its body is sent, for the connection's
+        // watchdog; an error answer rendered by actix ends it when the future is done.
+        let in_flight = InFlight::begin(&req);
+        Box::pin(async move {
+            let res = pipeline.handle(req, &*service).await?;
+            Ok(res.map_body(|_, body| in_flight.until_sent(body)))
+        })
     }
 }
 

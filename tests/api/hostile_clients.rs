@@ -17,7 +17,7 @@ use tokio::{
     time::{sleep, timeout},
 };
 
-use crate::helpers::{StaticRoots, TestApp, nginx_mode_settings, spawn_app};
+use crate::helpers::{StaticRoots, TestApp, nginx_mode_settings, spawn_app, test_settings};
 
 /// Reads to EOF (the server closed the connection) or until `limit` passes: the bytes, and
 /// whether the server closed. A reset after the answer counts as closed.
@@ -370,4 +370,182 @@ async fn oversized_heads_get_414_or_431_as_problems_and_the_connection_closed() 
     })
     .await
     .unwrap();
+}
+
+/// `keep_alive_secs` 1 and `client_request_timeout_ms` 1000: the watchdog closes a connection
+/// that has had no request in flight and no new head for 2 s (docs/reference.md §4 "A slow
+/// second head").
+fn watched_settings(mut settings: tandem::Settings) -> tandem::Settings {
+    settings.server.keep_alive_secs = 1;
+    settings.server.client_request_timeout_ms = 1000;
+    settings
+}
+
+const QUIET_LIMIT: Duration = Duration::from_secs(2);
+
+/// Reads one sized answer on a kept-alive connection, and returns it.
+async fn read_answer(stream: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("the connection is readable");
+        assert!(n > 0, "closed before the answer ended: {answer:?}");
+        answer.extend_from_slice(&buf[..n]);
+        let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length: "))
+            .expect("a sized answer")
+            .parse()
+            .expect("a number");
+        if answer.len() >= end + 4 + length {
+            return String::from_utf8_lossy(&answer).into();
+        }
+    }
+}
+
+const FIRST_REQUEST: &[u8] = b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n";
+
+#[tokio::test]
+async fn a_trickled_second_head_is_cut_once_the_connection_has_been_quiet_too_long() {
+    let app = spawn_app(watched_settings(nginx_mode_settings())).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream.write_all(FIRST_REQUEST).await.unwrap();
+    let first = read_answer(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200 "), "{first}");
+    let answered = Instant::now();
+    // A valid head that never ends, one byte every 200 ms: each byte clears actix-http's
+    // keep-alive timer, and actix-http does not time a second head.
+    let head = b"GET /json HTTP/1.1\r\nHost: x\r\nX-Trickle: 1\r\n".iter();
+    let filler = b"X-More: 1\r\n".iter().cycle();
+    let mut closed = false;
+    let mut seen = String::new();
+    for byte in head.chain(filler).take(40) {
+        if stream.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let (more, gone) = read_until_closed(&mut stream, Duration::from_millis(200)).await;
+        seen.push_str(&more);
+        if gone {
+            closed = true;
+            break;
+        }
+    }
+    let lasted = answered.elapsed();
+    assert!(
+        closed,
+        "the trickling connection was still open after {lasted:?}"
+    );
+    // Not before the limit (the previous response ended just before `answered`), and by a
+    // tolerant bound after it: a timer's bound, not a speed.
+    assert!(
+        lasted >= QUIET_LIMIT - Duration::from_millis(200) && lasted < QUIET_LIMIT * 2,
+        "closed {lasted:?} after the first answer"
+    );
+    // No request exists for a head that never ended: the client sees the connection close.
+    assert!(seen.is_empty(), "{seen}");
+}
+
+#[tokio::test]
+async fn a_prompt_second_request_on_a_kept_alive_connection_is_served() {
+    let app = spawn_app(watched_settings(nginx_mode_settings())).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    // Each pause well within keep-alive (actix's clock is coarse, to half a second), all of
+    // them together longer than the watchdog's limit: it counts from the last answer.
+    let started = Instant::now();
+    let mut i = 0;
+    while started.elapsed() < QUIET_LIMIT + Duration::from_millis(500) {
+        stream.write_all(FIRST_REQUEST).await.unwrap();
+        let answer = read_answer(&mut stream).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "request {i}: {answer}");
+        sleep(Duration::from_millis(250)).await;
+        i += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_slow_reader_of_a_large_file_is_not_cut_by_the_head_watchdog() {
+    let roots = StaticRoots::new();
+    // Far more than the kernel's socket buffers hold, so the body is still being sent.
+    let big: Vec<u8> = (0..24 * 1024 * 1024)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    std::fs::write(roots.htdocs().join("big.bin"), &big).unwrap();
+    let app = spawn_app(watched_settings(roots.settings())).await;
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    stream
+        .write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\nAccept-Encoding: identity\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::with_capacity(big.len() + 1024);
+    let mut buf = vec![0u8; 16 * 1024];
+    let started = Instant::now();
+    while started.elapsed() < QUIET_LIMIT * 2 {
+        let n = stream.read(&mut buf).await.expect("still connected");
+        assert!(n > 0, "cut after {:?}", started.elapsed());
+        received.extend_from_slice(&buf[..n]);
+        sleep(Duration::from_millis(100)).await;
+    }
+    loop {
+        let n = timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("the rest in time")
+            .expect("still connected");
+        assert!(n > 0, "cut after {} bytes", received.len());
+        received.extend_from_slice(&buf[..n]);
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n")
+            && received.len() - end - 4 >= big.len()
+        {
+            assert_eq!(&received[end + 4..], &big[..]);
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_websocket_open_longer_than_the_limit_is_not_cut_by_the_head_watchdog() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::{connect_async, tungstenite::Message};
+
+    let app = spawn_app(watched_settings(test_settings())).await;
+    let (mut socket, _) = connect_async(format!("ws://{}/socket", app.addr))
+        .await
+        .unwrap();
+    // Quiet on our side, but reading, so the server's heartbeat pings are answered.
+    let quiet = timeout(QUIET_LIMIT * 2, socket.next()).await;
+    assert!(quiet.is_err(), "the socket ended while quiet: {quiet:?}");
+    socket.send(Message::text("still here")).await.unwrap();
+    let echo = timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("an echo in time")
+        .expect("the socket is open")
+        .expect("a valid message");
+    assert_eq!(echo, Message::text("still here"));
+}
+
+#[tokio::test]
+async fn a_slow_upload_longer_than_the_limit_is_not_cut_by_the_head_watchdog() {
+    let app = spawn_app(watched_settings(nginx_mode_settings())).await;
+    let body = format!("{{\"pad\":\"{}\"}}", "a".repeat(1190));
+    let mut stream = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /api/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // 50 bytes every 200 ms: the body takes ~4.8 s, twice the watchdog's limit.
+    for piece in body.as_bytes().chunks(50) {
+        sleep(Duration::from_millis(200)).await;
+        stream.write_all(piece).await.expect("still connected");
+    }
+    let answer = read_answer(&mut stream).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(answer.contains(&"a".repeat(1190)), "{answer}");
 }

@@ -4,7 +4,7 @@
 //! cannot generate them).
 
 use std::{
-    io::{Read, Write},
+    io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
     path::{Path, PathBuf},
     process::Command,
@@ -580,6 +580,61 @@ impl TlsConnection {
         self.0.read_exact(&mut body)?;
         Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
+}
+
+/// docs/reference.md §4 "A slow second head", over HTTPS with HTTP/1.1 chosen by ALPN: the
+/// connection watchdog covers TLS connections too (keep-alive 1 s + head timeout 1 s).
+#[tokio::test]
+async fn a_trickled_second_head_over_https_http11_is_cut_by_the_head_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let pair = ecdsa_pair(dir.path());
+    let mut settings = pair.settings(test_settings());
+    settings.server.keep_alive_secs = 1;
+    settings.server.client_request_timeout_ms = 1000;
+    let app = spawn_https(settings, &pair).await;
+    let port = app.addr.port();
+    let lasted = tokio::task::spawn_blocking(move || {
+        let mut conn = TlsConnection::open(port).expect("a TLS connection");
+        assert_eq!(conn.get("/healthz").expect("a first answer").0, 200);
+        let answered = Instant::now();
+        conn.0
+            .sock
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let head = [
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Trickle: ".as_slice(),
+            &[b'a'; 100],
+        ]
+        .concat();
+        let mut buf = [0u8; 1024];
+        for byte in head {
+            if answered.elapsed() > Duration::from_secs(8) {
+                break;
+            }
+            if conn
+                .0
+                .write_all(&[byte])
+                .and_then(|()| conn.0.flush())
+                .is_err()
+            {
+                return Some(answered.elapsed());
+            }
+            match conn.0.read(&mut buf) {
+                Ok(0) => return Some(answered.elapsed()),
+                Ok(n) => panic!("an answer to a head never finished: {:?}", &buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return Some(answered.elapsed()),
+            }
+        }
+        None
+    })
+    .await
+    .unwrap();
+    let lasted = lasted.expect("the trickling HTTPS connection was still open after 8 s");
+    assert!(
+        lasted >= Duration::from_millis(1800) && lasted < Duration::from_secs(4),
+        "closed {lasted:?} after the first answer"
+    );
 }
 
 fn stderr_says(server: &BinaryServer, needle: &str) -> String {
