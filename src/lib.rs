@@ -11,6 +11,7 @@ pub(crate) mod compression;
 pub mod config;
 pub mod encoding;
 pub mod healthcheck;
+pub(crate) mod held_body;
 pub mod lifecycle;
 pub(crate) mod metrics;
 pub(crate) mod negotiate;

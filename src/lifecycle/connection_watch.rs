@@ -19,22 +19,21 @@
 use std::{
     cell::Cell,
     net::Shutdown,
-    pin::Pin,
     rc::{Rc, Weak},
-    task::{Context, Poll},
     time::Duration,
 };
 
 use actix_web::{
-    body::{BodySize, BoxBody, MessageBody},
+    body::BoxBody,
     dev::{Extensions, ServiceRequest},
-    web::Bytes,
 };
 use socket2::{SockRef, Socket};
 use tokio::{
     sync::oneshot,
     time::{Instant, sleep_until},
 };
+
+use crate::held_body::HeldBody;
 
 /// How long a connection may go without a request in flight and without a new request head:
 /// `server.keep_alive_secs + server.client_request_timeout_ms`. `None` (no watchdog) when
@@ -128,15 +127,15 @@ impl InFlight {
         Self(watch)
     }
 
-    /// `body`, which ends this request when it has been sent or is dropped.
+    /// `body`, which ends this request when it is dropped: actix drops it once its last byte
+    /// is written, or with its connection.
     pub(crate) fn until_sent(self, body: BoxBody) -> WatchedBody {
-        WatchedBody {
-            body,
-            in_flight: self,
-        }
+        HeldBody::new(body, self)
     }
+}
 
-    fn end(&mut self) {
+impl Drop for InFlight {
+    fn drop(&mut self) {
         if let Some(watch) = self.0.take() {
             watch.in_flight.set(watch.in_flight.get().saturating_sub(1));
             watch.quiet_since.set(Instant::now());
@@ -144,37 +143,8 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.end();
-    }
-}
-
-/// Every response's body: the route's, unboxed again, plus the request it ends.
-pub(crate) struct WatchedBody {
-    body: BoxBody,
-    in_flight: InFlight,
-}
-
-impl MessageBody for WatchedBody {
-    type Error = Box<dyn std::error::Error>;
-
-    fn size(&self) -> BodySize {
-        self.body.size()
-    }
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        let this = self.as_mut().get_mut();
-        let polled = Pin::new(&mut this.body).poll_next(cx);
-        if let Poll::Ready(None | Some(Err(_))) = &polled {
-            this.in_flight.end();
-        }
-        polled
-    }
-}
+/// Every response's body: the route's, plus the request it ends.
+pub(crate) type WatchedBody = HeldBody<InFlight>;
 
 #[cfg(test)]
 mod tests {

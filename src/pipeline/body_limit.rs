@@ -13,7 +13,7 @@ use std::{
 
 use actix_web::{
     HttpMessage,
-    body::{BodySize, BoxBody, MessageBody},
+    body::BoxBody,
     dev::{Payload, ServiceRequest},
     error::PayloadError,
     http::{
@@ -24,7 +24,7 @@ use actix_web::{
 };
 use futures_util::Stream;
 
-use crate::problem::Problem;
+use crate::{held_body::HeldBody, problem::Problem};
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BodyLimit {
@@ -79,28 +79,7 @@ impl UnreadBody {
     /// `body`, holding the request's body until the last byte of it is sent: actix-http looks
     /// at the request's body then, and closes the connection when it is neither read nor dropped.
     pub(crate) fn hold_until_sent(self, body: BoxBody) -> BoxBody {
-        BoxBody::new(HeldUntilSent { body, _held: self })
-    }
-}
-
-/// An answer's body that keeps the request's unread body alive as long as it lives itself.
-struct HeldUntilSent {
-    body: BoxBody,
-    _held: UnreadBody,
-}
-
-impl MessageBody for HeldUntilSent {
-    type Error = Box<dyn std::error::Error>;
-
-    fn size(&self) -> BodySize {
-        self.body.size()
-    }
-
-    fn poll_next(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
-        Pin::new(&mut self.body).poll_next(cx)
+        BoxBody::new(HeldBody::new(body, self))
     }
 }
 
