@@ -88,6 +88,43 @@ release_servers() {
     fi
 }
 
+# nginx_conf WORKERS KEEPALIVE_REQUESTS SERVER_LINES: writes $WORK/nginx/nginx.conf, the static
+# file server every benchmark compares against (brotli_static, gzip_static, sendfile, an open file
+# cache, no access log), whose `server` block holds SERVER_LINES.
+nginx_conf() {
+    local workers=$1 keepalive_requests=$2 server_lines=$3
+    cat > "$WORK/nginx/nginx.conf" <<CONF
+load_module $BROTLI_MODULE;
+worker_processes $workers;
+daemon off;
+master_process on;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    include /etc/nginx/mime.types;
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_requests $keepalive_requests;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 1s;
+    gzip_static on;
+    brotli_static on;
+    gzip_vary on;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    server {
+        $server_lines
+    }
+}
+CONF
+}
+
 # Stops every server of the caller's SERVERS that has a PID[server], and waits for it.
 stop_servers() {
     local s

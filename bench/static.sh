@@ -45,37 +45,8 @@ for s in "${SERVERS[@]}"; do PORT[$s]=$(free_port); done
 # start_servers WORKERS CPUSET: every server with WORKERS workers, under `taskset -c CPUSET`.
 start_servers() {
     local workers=$1 cpus=$2
-    cat > "$WORK/nginx/nginx.conf" <<CONF
-load_module $BROTLI_MODULE;
-worker_processes $workers;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    keepalive_requests 100000;
-    open_file_cache max=1000 inactive=60s;
-    open_file_cache_valid 1s;
-    gzip_static on;
-    brotli_static on;
-    gzip_vary on;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    server {
-        listen 127.0.0.1:${PORT[nginx]};
-        root $ROOT;
-    }
-}
-CONF
+    nginx_conf "$workers" 100000 "listen 127.0.0.1:${PORT[nginx]};
+        root $ROOT;"
     taskset -c "$cpus" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
     PID[nginx]=$!
     # From $WORK, where no tandem.toml is found: built-in defaults plus these variables.

@@ -69,41 +69,13 @@ else
 fi
 
 start_nginx() {
-    cat > "$WORK/nginx/nginx.conf" <<CONF
-load_module $BROTLI_MODULE;
-worker_processes 1;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-    include /etc/nginx/mime.types;
-    access_log off;
-    sendfile on;
-    tcp_nopush on;
-    tcp_nodelay on;
-    # Also caps requests per HTTP/2 connection since nginx 1.19.7: high, so no row reconnects.
-    keepalive_requests 10000000;
-    open_file_cache max=1000 inactive=60s;
-    open_file_cache_valid 1s;
-    gzip_static on;
-    brotli_static on;
-    gzip_vary on;
-    client_body_temp_path $WORK/nginx/body;
-    proxy_temp_path $WORK/nginx/proxy;
-    fastcgi_temp_path $WORK/nginx/fastcgi;
-    uwsgi_temp_path $WORK/nginx/uwsgi;
-    scgi_temp_path $WORK/nginx/scgi;
-    server {
-        $NGINX_LISTEN
+    # keepalive_requests also caps requests per HTTP/2 connection since nginx 1.19.7: high, so
+    # no row reconnects.
+    nginx_conf 1 10000000 "$NGINX_LISTEN
         ssl_certificate $WORK/tls/cert.pem;
         ssl_certificate_key $WORK/tls/key.pem;
         ssl_protocols TLSv1.2 TLSv1.3;
-        root $ROOT;
-    }
-}
-CONF
+        root $ROOT;"
     taskset -c "$SERVER_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" \
         2>"$WORK/nginx.log" &
     PID[nginx]=$!
