@@ -2,13 +2,17 @@
 //! `Idempotency-Key`, and the extractor handlers read them with. The pipeline's context layer
 //! decides them once per request and echoes them on every response.
 
-use std::future::{Ready, ready};
+use std::{
+    cell::RefCell,
+    future::{Ready, ready},
+};
 
 use actix_web::{
     Error, FromRequest, HttpMessage, HttpRequest,
     dev::Payload,
     error::ErrorInternalServerError,
     http::header::{HeaderMap, HeaderName, HeaderValue},
+    web::BytesMut,
 };
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -28,52 +32,97 @@ pub struct RequestMeta {
 
 /// True when `value` is 1..=`max` characters from `[A-Za-z0-9._:-]`.
 pub fn is_valid_id(value: &str, max: usize) -> bool {
+    is_valid_id_bytes(value.as_bytes(), max)
+}
+
+fn is_valid_id_bytes(value: &[u8], max: usize) -> bool {
     !value.is_empty()
         && value.len() <= max
         && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// A fresh random request ID (UUID v4, hyphenated).
-pub(crate) fn fresh_id() -> String {
+/// How many bytes of fresh IDs one allocation holds: IDs are cut from a per-thread block, so a
+/// fresh ID costs a reference count, not an allocation of its own, and cloning it for the
+/// correlation ID is as cheap.
+const ID_BLOCK_BYTES: usize = 4096;
+
+thread_local! {
+    static ID_BLOCK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// A fresh random request ID (UUID v4, hyphenated, lower case) as a header value.
+pub(crate) fn fresh_id() -> HeaderValue {
     // Encoded into a stack buffer rather than through `Display`: the formatter's machinery cost
     // more than the random bytes.
     let mut buf = uuid::Uuid::encode_buffer();
-    String::from(&*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf))
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+    let bytes = ID_BLOCK.with_borrow_mut(|block| {
+        if block.capacity() - block.len() < id.len() {
+            *block = BytesMut::with_capacity(ID_BLOCK_BYTES);
+        }
+        block.extend_from_slice(id.as_bytes());
+        block.split().freeze()
+    });
+    // A hyphenated UUID is visible ASCII; the fallback is never taken.
+    HeaderValue::from_maybe_shared(bytes)
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
 }
 
-impl RequestMeta {
-    /// Applies the docs/reference.md §8 rules to the incoming header values (only the first of each counts).
-    pub(crate) fn from_headers(
-        request_id: Option<&[u8]>,
-        correlation_id: Option<&[u8]>,
-        idempotency_key: Option<&[u8]>,
-    ) -> Self {
-        let valid = |raw: Option<&[u8]>, max: usize| {
-            raw.and_then(|b| std::str::from_utf8(b).ok())
-                .filter(|s| is_valid_id(s, max))
-                .map(str::to_string)
+/// The two IDs every response echoes, decided once per request by the docs/reference.md §8
+/// rules. Kept as the header values they are sent as: a request that never reaches a handler
+/// (a static file) builds no strings for them.
+#[derive(Debug, Clone)]
+pub(crate) struct Ids {
+    request_id: HeaderValue,
+    correlation_id: HeaderValue,
+}
+
+impl Ids {
+    /// The client's valid IDs (only the first of each header counts), else a fresh request ID,
+    /// and the request ID as the correlation ID.
+    pub(crate) fn of(headers: &HeaderMap) -> Self {
+        let valid = |name: &HeaderName| {
+            headers
+                .get(name)
+                .filter(|v| is_valid_id_bytes(v.as_bytes(), MAX_ID_LEN))
+                .cloned()
         };
-        let request_id = valid(request_id, MAX_ID_LEN).unwrap_or_else(fresh_id);
-        let correlation_id =
-            valid(correlation_id, MAX_ID_LEN).unwrap_or_else(|| request_id.clone());
-        let idempotency_key = valid(idempotency_key, MAX_IDEMPOTENCY_KEY_LEN);
+        let request_id = valid(&X_REQUEST_ID).unwrap_or_else(fresh_id);
+        let correlation_id = valid(&X_CORRELATION_ID).unwrap_or_else(|| request_id.clone());
         Self {
             request_id,
             correlation_id,
-            idempotency_key,
         }
     }
 
-    /// The IDs of a request as the pipeline's context layer decided them.
-    pub(crate) fn of(headers: &HeaderMap) -> Self {
-        let header = |name: &HeaderName| headers.get(name).map(HeaderValue::as_bytes);
-        Self::from_headers(
-            header(&X_REQUEST_ID),
-            header(&X_CORRELATION_ID),
-            header(&IDEMPOTENCY_KEY),
-        )
+    pub(crate) fn request_id(&self) -> &str {
+        // Valid IDs are visible ASCII, so this is never the fallback.
+        self.request_id.to_str().unwrap_or("-")
+    }
+
+    pub(crate) fn correlation_id(&self) -> &str {
+        self.correlation_id.to_str().unwrap_or("-")
+    }
+
+    /// Puts both IDs on a response, replacing whatever a handler set.
+    pub(crate) fn echo(&self, headers: &mut HeaderMap) {
+        headers.insert(X_REQUEST_ID, self.request_id.clone());
+        headers.insert(X_CORRELATION_ID, self.correlation_id.clone());
+    }
+
+    /// The IDs and the request's valid `Idempotency-Key`, for handlers and the access log.
+    pub(crate) fn meta(&self, headers: &HeaderMap) -> RequestMeta {
+        RequestMeta {
+            request_id: self.request_id().to_owned(),
+            correlation_id: self.correlation_id().to_owned(),
+            idempotency_key: headers
+                .get(IDEMPOTENCY_KEY)
+                .filter(|v| is_valid_id_bytes(v.as_bytes(), MAX_IDEMPOTENCY_KEY_LEN))
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
     }
 }
 
@@ -117,22 +166,42 @@ mod tests {
         }
     }
 
+    fn headers(pairs: &[(&HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append((*name).clone(), HeaderValue::from_str(value).expect("a header value"));
+        }
+        map
+    }
+
     #[test]
     fn fresh_ids_are_lower_case_hyphenated_uuids() {
-        let id = fresh_id();
-        let parsed = uuid::Uuid::parse_str(&id).expect("a UUID");
-        assert_eq!(id, parsed.hyphenated().to_string());
-        assert_eq!(parsed.get_version_num(), 4);
+        let ids: Vec<HeaderValue> = (0..300).map(|_| fresh_id()).collect();
+        for id in &ids {
+            let id = id.to_str().expect("ASCII");
+            let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(id, parsed.hyphenated().to_string());
+            assert_eq!(parsed.get_version_num(), 4);
+        }
+        // Cut from shared blocks, yet each its own: more IDs than one block holds, all distinct.
+        let distinct: std::collections::HashSet<_> = ids.iter().collect();
+        assert_eq!(distinct.len(), ids.len());
     }
 
     #[test]
     fn valid_ids_are_kept_and_invalid_ones_replaced() {
-        let meta = RequestMeta::from_headers(Some(b"req-1"), Some(b"corr-1"), Some(b"key-1"));
+        let sent = headers(&[
+            (&X_REQUEST_ID, "req-1"),
+            (&X_CORRELATION_ID, "corr-1"),
+            (&IDEMPOTENCY_KEY, "key-1"),
+        ]);
+        let meta = Ids::of(&sent).meta(&sent);
         assert_eq!(meta.request_id, "req-1");
         assert_eq!(meta.correlation_id, "corr-1");
         assert_eq!(meta.idempotency_key.as_deref(), Some("key-1"));
 
-        let meta = RequestMeta::from_headers(Some(b"bad id"), None, Some(b"bad key"));
+        let sent = headers(&[(&X_REQUEST_ID, "bad id"), (&IDEMPOTENCY_KEY, "bad key")]);
+        let meta = Ids::of(&sent).meta(&sent);
         assert_ne!(meta.request_id, "bad id");
         assert!(is_valid_id(&meta.request_id, 128));
         assert_eq!(meta.correlation_id, meta.request_id);
@@ -140,12 +209,30 @@ mod tests {
     }
 
     #[test]
+    fn only_the_first_of_each_id_header_counts() {
+        let sent = headers(&[
+            (&X_REQUEST_ID, "bad id"),
+            (&X_REQUEST_ID, "second"),
+            (&X_CORRELATION_ID, "first"),
+            (&X_CORRELATION_ID, "second"),
+        ]);
+        let ids = Ids::of(&sent);
+        assert_ne!(ids.request_id(), "second");
+        assert_eq!(ids.correlation_id(), "first");
+        let mut echoed = HeaderMap::new();
+        ids.echo(&mut echoed);
+        assert_eq!(echoed.get(&X_REQUEST_ID), Some(&ids.request_id));
+        assert_eq!(echoed.get(&X_CORRELATION_ID).map(|v| v.as_bytes()), Some(&b"first"[..]));
+    }
+
+    #[test]
     fn idempotency_keys_may_be_up_to_255_characters() {
         let key = "k".repeat(255);
-        let meta = RequestMeta::from_headers(None, None, Some(key.as_bytes()));
+        let sent = headers(&[(&IDEMPOTENCY_KEY, &key)]);
+        let meta = Ids::of(&sent).meta(&sent);
         assert_eq!(meta.idempotency_key.as_deref(), Some(key.as_str()));
         let key = "k".repeat(256);
-        let meta = RequestMeta::from_headers(None, None, Some(key.as_bytes()));
-        assert_eq!(meta.idempotency_key, None);
+        let sent = headers(&[(&IDEMPOTENCY_KEY, &key)]);
+        assert_eq!(Ids::of(&sent).meta(&sent).idempotency_key, None);
     }
 }

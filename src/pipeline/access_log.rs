@@ -10,14 +10,14 @@ use std::{
 };
 
 use actix_web::{
-    HttpMessage,
     body::{BodySize, BoxBody, MessageBody},
     dev::{ServiceRequest, ServiceResponse},
     http::header,
     web::Bytes,
 };
 
-use crate::{config::LogFormat, request_id::RequestMeta, routes};
+use super::context::RequestContext;
+use crate::{config::LogFormat, routes};
 
 pub const TARGET: &str = "tandem::access";
 
@@ -107,7 +107,7 @@ pub(crate) struct AccessLog {
 
 impl AccessLog {
     /// Starts the record of a request, or `None` when its line would not be printed anyway.
-    pub(crate) fn begin(&self, req: &ServiceRequest, client_ip: IpAddr) -> Option<Pending> {
+    pub(crate) fn begin(&self, req: &ServiceRequest, context: &RequestContext<'_>) -> Option<Pending> {
         let level = if routes::is_probe(req.path()) {
             log::Level::Debug
         } else {
@@ -116,14 +116,13 @@ impl AccessLog {
         if !log::log_enabled!(target: TARGET, level) {
             return None;
         }
-        // Stored by the context layer, which ran first.
-        let meta = req.extensions().get::<RequestMeta>().cloned()?;
+        let meta = context.ids.meta(req.headers());
         let path = req
             .uri()
             .path_and_query()
             .map_or(b"/".as_slice(), |p| p.as_str().as_bytes());
         let record = AccessRecord {
-            client_ip,
+            client_ip: context.client_ip(req),
             method: req.method().to_string(),
             path: lossy(path),
             status: 0,

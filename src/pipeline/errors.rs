@@ -15,9 +15,10 @@ use actix_web::{
     },
 };
 
-use super::{context::Ids, drain};
+use super::drain;
 use crate::{
-    negotiate::prefers_html, problem::Problem, routes::KeepBody, static_files::StaticFiles,
+    negotiate::prefers_html, problem::Problem, request_id::Ids, routes::KeepBody,
+    static_files::StaticFiles,
 };
 
 /// Headers of the original error response that describe its old body and must not survive.
@@ -59,7 +60,7 @@ impl ErrorPages {
                 .content_type("text/html; charset=utf-8")
                 .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
                 .body(page),
-            None => problem.to_response(ids.request_id()),
+            None => problem.to_response(Some(ids.request_id())),
         };
         for (name, value) in old.headers() {
             if !BODY_HEADERS.contains(name) && !new.headers().contains_key(name) {
@@ -128,7 +129,7 @@ impl ResponseError for Rendered {
     }
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
-        let mut response = self.problem.to_response(self.ids.request_id());
+        let mut response = self.problem.to_response(Some(self.ids.request_id()));
         self.ids.echo(response.headers_mut());
         if self.close {
             response.head_mut().set_connection_type(drain::CLOSE);

@@ -158,11 +158,11 @@ impl Pipeline {
     {
         let started = Instant::now();
         let context = context::enter(&req, &self.proxies);
-        let log = self.access_log.begin(&req, context.client_ip);
+        let log = self.access_log.begin(&req, &context);
         // The router's view of the path, looked up once for the static shortcut and the figures.
         let route = routes::at(req.match_info().as_str());
         let class = self.figures.class_of(route, req.match_info().as_str());
-        let counted = rate_limit::count(self.rate_limit.as_deref(), &req, context.client_ip).await;
+        let counted = rate_limit::count(self.rate_limit.as_deref(), &req, &context).await;
         let refusal = match &counted {
             Err(problem) => {
                 self.figures.rate_limited();
@@ -174,7 +174,10 @@ impl Pipeline {
         let answered = match (refusal, self.static_files_for(route)) {
             (Some(problem), _) => Ok(req.error_response(problem)),
             (None, Some(files)) => caught(serve_static(req, files), &context).await,
-            (None, None) => caught(call_routes(service, req), &context).await,
+            (None, None) => {
+                context.store(&req);
+                caught(call_routes(service, req), &context).await
+            }
         };
         let res = match answered {
             Ok(res) => res,
@@ -200,7 +203,7 @@ impl Pipeline {
     fn decorate(
         &self,
         mut res: ServiceResponse<BoxBody>,
-        context: &RequestContext,
+        context: &RequestContext<'_>,
         quota: Option<rate_limit::Quota>,
         unread: Option<UnreadBody>,
     ) -> ServiceResponse<BoxBody> {
@@ -229,7 +232,7 @@ impl Pipeline {
     fn gone(
         &self,
         problem: Problem,
-        context: &RequestContext,
+        context: &RequestContext<'_>,
         log: Option<access_log::Pending>,
     ) -> Error {
         let status = problem.status();
@@ -285,10 +288,10 @@ async fn serve_static(
 /// worker lives on) or a route's own layer failed.
 async fn caught(
     answer: impl Future<Output = Result<ServiceResponse<BoxBody>, Error>>,
-    context: &RequestContext,
+    context: &RequestContext<'_>,
 ) -> Result<ServiceResponse<BoxBody>, Problem> {
     // The access line says which request this was; the ID ties the two together.
-    let request_id = context.ids.request_id().unwrap_or("-");
+    let request_id = context.ids.request_id();
     match AssertUnwindSafe(answer).catch_unwind().await {
         Ok(Ok(res)) => Ok(res),
         Ok(Err(err)) => Err(match err.as_error::<Problem>() {

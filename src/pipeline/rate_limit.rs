@@ -2,8 +2,6 @@
 //! client's quota and carry `X-RateLimit-*`; over the limit they are answered 429 without
 //! reaching a handler. Scope and verdict come from [`crate::rate_limit`].
 
-use std::net::IpAddr;
-
 use actix_web::{
     dev::ServiceRequest,
     http::{
@@ -12,6 +10,7 @@ use actix_web::{
     },
 };
 
+use super::context::RequestContext;
 use crate::{
     problem::Problem,
     rate_limit::{Decision, RateLimit, X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, retry_after_secs},
@@ -35,7 +34,7 @@ impl Quota {
 pub(crate) async fn count(
     rate_limit: Option<&RateLimit>,
     req: &ServiceRequest,
-    client: IpAddr,
+    context: &RequestContext<'_>,
 ) -> Result<Option<Quota>, Problem> {
     let Some(rate_limit) = rate_limit else {
         return Ok(None);
@@ -44,7 +43,7 @@ pub(crate) async fn count(
     if !rate_limit.applies_to(req.method(), req.headers(), req.match_info().as_str()) {
         return Ok(None);
     }
-    match rate_limit.decide(client).await {
+    match rate_limit.decide(context.client_ip(req)).await {
         Decision::Allowed { limit, remaining } => Ok(Some(Quota { limit, remaining })),
         Decision::Refused { limit, wait } => Err(too_many(limit, retry_after_secs(wait))),
     }

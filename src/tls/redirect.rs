@@ -32,7 +32,7 @@ use super::challenges::Http01Challenges;
 use crate::{
     config::ServerSettings,
     problem::Problem,
-    request_id::{RequestMeta, X_CORRELATION_ID, X_REQUEST_ID},
+    request_id::Ids,
     routes::health,
 };
 
@@ -128,8 +128,8 @@ impl RedirectListener {
 
 /// Every request, whatever its method and path.
 async fn answer(req: HttpRequest, listener: web::Data<RedirectListener>) -> HttpResponse {
-    let meta = RequestMeta::of(req.headers());
-    let mut res = match listener.respond(&req, &meta.request_id).await {
+    let ids = Ids::of(req.headers());
+    let mut res = match listener.respond(&req, ids.request_id()).await {
         Ok(res) => res,
         Err(problem) => {
             log::debug!(
@@ -137,20 +137,12 @@ async fn answer(req: HttpRequest, listener: web::Data<RedirectListener>) -> Http
                 "{} {:?} -> {problem} request_id={}",
                 req.method(),
                 req.uri().to_string(),
-                meta.request_id,
+                ids.request_id(),
             );
-            problem.to_response(Some(&meta.request_id))
+            problem.to_response(Some(ids.request_id()))
         }
     };
-    // Both IDs passed §8's validation or were generated, so they are valid header values.
-    for (name, value) in [
-        (X_REQUEST_ID, &meta.request_id),
-        (X_CORRELATION_ID, &meta.correlation_id),
-    ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
-            res.headers_mut().insert(name, value);
-        }
-    }
+    ids.echo(res.headers_mut());
     res
 }
 
