@@ -245,6 +245,7 @@ mod tests {
             stamp,
             etag: header.clone(),
             body: Some(Bytes::from(vec![b'a'; bytes])),
+            prepared: Default::default(),
         };
         let file = FileEntry {
             content_type: header.clone(),

@@ -14,6 +14,7 @@ use actix_web::{http::header::HeaderValue, web::Bytes};
 use super::{
     cache_control::{CachePolicy, content_type},
     freshness::Verdicts,
+    headers::PreparedSlot,
     resolve::{Root, Target},
     stamp::Stamp,
 };
@@ -61,6 +62,8 @@ pub struct Representation {
     pub etag: HeaderValue,
     /// The whole representation, for files small enough to keep.
     pub body: Option<Bytes>,
+    /// Its response headers, made once.
+    pub prepared: PreparedSlot,
 }
 
 impl Representation {
@@ -284,5 +287,6 @@ fn representation(
         etag: etag_of(&stamp, suffix),
         stamp,
         body,
+        prepared: PreparedSlot::default(),
     }
 }

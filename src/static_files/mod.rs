@@ -9,6 +9,7 @@ pub(crate) mod cache_control;
 pub(crate) mod conditional;
 pub(crate) mod entry;
 pub(crate) mod freshness;
+pub(crate) mod headers;
 pub(crate) mod resolve;
 pub mod scan;
 pub(crate) mod stamp;
@@ -25,7 +26,7 @@ use std::{
 };
 
 use actix_web::{
-    HttpRequest, HttpResponse, HttpResponseBuilder,
+    HttpRequest, HttpResponse,
     body::{BodySize, BoxBody, MessageBody, SizedStream},
     http::{
         Method, StatusCode,
@@ -51,10 +52,6 @@ use crate::{
     negotiate::choose_encoding,
     problem::Problem,
 };
-
-const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
-const BYTES: HeaderValue = HeaderValue::from_static("bytes");
-const ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
 
 /// The static file service: both roots, the configured encodings, and the cache.
 pub struct StaticFiles {
@@ -199,8 +196,9 @@ async fn respond(
     let rep = files.representation(req, cached, file);
     let etag = rep.etag.to_str().unwrap_or_default();
     check_preconditions(req, file, etag).map_err(|p| *p)?;
+    let prepared = rep.prepared.get(file, rep);
     if is_not_modified(req, file, etag) {
-        return Ok(Some(not_modified(file, rep)));
+        return Ok(Some(prepared.not_modified()));
     }
     let head = req.method() == Method::HEAD;
     let len = rep.len();
@@ -209,29 +207,29 @@ async fn respond(
     } else {
         requested_range(req, file, etag, len).map_err(|p| *p)?
     };
-    let mut res = representation_headers(file, rep, range.is_some());
-    let (start, end) = match range {
-        Some((start, end)) => {
-            res.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")));
-            (start, end)
-        }
-        None => (0, len.saturating_sub(1)),
-    };
+    let (start, end) = range.unwrap_or((0, len.saturating_sub(1)));
     let count = if len == 0 { 0 } else { end - start + 1 };
-    if let Some(body) = &rep.body {
+    let body = match &rep.body {
         // HEAD: actix sends the length and drops the bytes; nothing is read either way.
-        let body = match range {
+        Some(body) => BoxBody::new(match range {
             Some(_) => body.slice(start as usize..=end as usize),
             None => body.clone(),
-        };
-        return Ok(Some(res.body(body)));
+        }),
+        None if head => BoxBody::new(HeadBody(count)),
+        None => match stream_from_disk(rep, start, count).await {
+            Some(stream) => stream,
+            None => return Ok(None),
+        },
+    };
+    let mut res = prepared.full(range.is_some(), body);
+    if range.is_some() {
+        res.headers_mut().insert(
+            header::CONTENT_RANGE,
+            HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                .unwrap_or_else(|_| HeaderValue::from_static("bytes */0")),
+        );
     }
-    if head {
-        return Ok(Some(res.body(HeadBody(count))));
-    }
-    Ok(stream_from_disk(rep, start, count)
-        .await
-        .map(|stream| res.body(stream)))
+    Ok(Some(res))
 }
 
 impl StaticFiles {
@@ -283,48 +281,6 @@ fn is_not_modified(req: &HttpRequest, file: &FileEntry, etag: &str) -> bool {
 
 fn since(req: &HttpRequest, name: HeaderName) -> Option<SystemTime> {
     header_str(req, name).and_then(|v| httpdate::parse_http_date(v).ok())
-}
-
-/// A 304 with the validators and `Vary` a 200 would carry.
-fn not_modified(file: &FileEntry, rep: &Representation) -> HttpResponse {
-    let mut res = HttpResponse::NotModified();
-    res.insert_header((header::ETAG, rep.etag.clone()))
-        .insert_header((header::LAST_MODIFIED, file.last_modified.clone()))
-        .insert_header((header::CACHE_CONTROL, file.cache_control.clone()))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, NOSNIFF));
-    if file.vary {
-        res.insert_header((header::VARY, ACCEPT_ENCODING));
-    }
-    res.finish()
-}
-
-/// The status line and headers of a 200 or 206 for `rep`.
-fn representation_headers(
-    file: &FileEntry,
-    rep: &Representation,
-    partial: bool,
-) -> HttpResponseBuilder {
-    let mut res = HttpResponse::build(if partial {
-        StatusCode::PARTIAL_CONTENT
-    } else {
-        StatusCode::OK
-    });
-    res.insert_header((header::CONTENT_TYPE, file.content_type.clone()))
-        .insert_header((header::ETAG, rep.etag.clone()))
-        .insert_header((header::LAST_MODIFIED, file.last_modified.clone()))
-        .insert_header((header::CACHE_CONTROL, file.cache_control.clone()))
-        .insert_header((header::ACCEPT_RANGES, BYTES))
-        .insert_header((header::X_CONTENT_TYPE_OPTIONS, NOSNIFF));
-    if file.vary {
-        res.insert_header((header::VARY, ACCEPT_ENCODING));
-    }
-    if let Some(encoding) = rep.encoding {
-        res.insert_header((
-            header::CONTENT_ENCODING,
-            HeaderValue::from_static(encoding.token()),
-        ));
-    }
-    res
 }
 
 /// `count` bytes of a large representation from `start`, read while sent. `None` when the file
@@ -408,6 +364,7 @@ fn compressed_copy<'f>(
             stamp: file.identity.stamp,
             etag: etag_of(&file.identity.stamp, &format!("-{}", encoding.token())),
             body: Some(Bytes::from(out)),
+            prepared: Default::default(),
         })
     });
     made.as_ref()
