@@ -1,6 +1,8 @@
 //! Content negotiation as pure functions: `Accept-Encoding` (`docs/reference.md §5`, also used
 //! for dynamic compression in §4) and whether an `Accept` header prefers HTML (for `404.html`).
 
+use std::cell::RefCell;
+
 use crate::encoding::Encoding;
 
 /// One `token;q=x` item of a negotiation header. `None` when the q-value is malformed.
@@ -52,7 +54,7 @@ fn parse_qvalue(value: &str) -> Option<u16> {
 /// What an `Accept-Encoding` header says, read in one pass: the first q-value naming each
 /// coding, the last `*` and the first `identity` (the rules the header's repeated items follow
 /// here).
-#[derive(Default)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct Accepted {
     codings: [Option<u16>; Encoding::ALL.len()],
     star: Option<u16>,
@@ -77,6 +79,27 @@ impl Accepted {
         accepted
     }
 
+    /// [`Accepted::parse`], remembered per worker thread for the last header value seen: clients
+    /// send the same few values (a browser's is the same on every request), and comparing bytes
+    /// is cheaper than splitting and trimming them again.
+    fn of(header: &str) -> Self {
+        /// Longer values are parsed every time rather than copied into the memo.
+        const MAX_REMEMBERED: usize = 64;
+        thread_local! {
+            static LAST: RefCell<Option<(Box<str>, Accepted)>> = const { RefCell::new(None) };
+        }
+        LAST.with_borrow_mut(|last| match last {
+            Some((seen, accepted)) if **seen == *header => *accepted,
+            _ => {
+                let accepted = Self::parse(header);
+                if header.len() <= MAX_REMEMBERED {
+                    *last = Some((header.into(), accepted));
+                }
+                accepted
+            }
+        })
+    }
+
     /// The q-value of `encoding`: its own item's, else `*`'s.
     fn q(&self, encoding: Encoding) -> Option<u16> {
         self.codings[encoding.index()].or(self.star)
@@ -93,7 +116,7 @@ pub fn choose_encoding(
     preference: &[Encoding],
     available: impl Fn(Encoding) -> bool,
 ) -> Option<Encoding> {
-    let accepted = Accepted::parse(accept_encoding?);
+    let accepted = Accepted::of(accept_encoding?);
     let mut best: Option<(Encoding, u16)> = None;
     for &encoding in preference {
         let Some(q) = accepted.q(encoding) else {
@@ -170,6 +193,24 @@ mod tests {
         for (header, expected) in cases {
             assert_eq!(choose_encoding(*header, PREF, all), *expected, "{header:?}");
         }
+    }
+
+    #[test]
+    fn a_remembered_header_value_reads_as_a_fresh_parse() {
+        let values = [
+            "br, gzip",
+            "gzip",
+            "br, gzip",
+            "br;q=0, gzip",
+            "br;q=0, gzip",
+            "identity",
+        ];
+        for value in values.iter().chain(&values) {
+            assert_eq!(Accepted::of(value), Accepted::parse(value), "{value}");
+        }
+        let long = format!("gzip, {}br", "x-custom, ".repeat(10));
+        assert_eq!(Accepted::of(&long), Accepted::parse(&long));
+        assert_eq!(Accepted::of(&long), Accepted::parse(&long));
     }
 
     #[test]

@@ -169,7 +169,10 @@ mod tests {
     fn headers(pairs: &[(&HeaderName, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append((*name).clone(), HeaderValue::from_str(value).expect("a header value"));
+            map.append(
+                (*name).clone(),
+                HeaderValue::from_str(value).expect("a header value"),
+            );
         }
         map
     }
@@ -222,7 +225,10 @@ mod tests {
         let mut echoed = HeaderMap::new();
         ids.echo(&mut echoed);
         assert_eq!(echoed.get(&X_REQUEST_ID), Some(&ids.request_id));
-        assert_eq!(echoed.get(&X_CORRELATION_ID).map(|v| v.as_bytes()), Some(&b"first"[..]));
+        assert_eq!(
+            echoed.get(&X_CORRELATION_ID).map(|v| v.as_bytes()),
+            Some(&b"first"[..])
+        );
     }
 
     #[test]

@@ -107,7 +107,11 @@ pub(crate) struct AccessLog {
 
 impl AccessLog {
     /// Starts the record of a request, or `None` when its line would not be printed anyway.
-    pub(crate) fn begin(&self, req: &ServiceRequest, context: &RequestContext<'_>) -> Option<Pending> {
+    pub(crate) fn begin(
+        &self,
+        req: &ServiceRequest,
+        context: &RequestContext<'_>,
+    ) -> Option<Pending> {
         let level = if routes::is_probe(req.path()) {
             log::Level::Debug
         } else {

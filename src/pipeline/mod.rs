@@ -290,14 +290,14 @@ async fn caught(
     answer: impl Future<Output = Result<ServiceResponse<BoxBody>, Error>>,
     context: &RequestContext<'_>,
 ) -> Result<ServiceResponse<BoxBody>, Problem> {
-    // The access line says which request this was; the ID ties the two together.
-    let request_id = context.ids.request_id();
     match AssertUnwindSafe(answer).catch_unwind().await {
         Ok(Ok(res)) => Ok(res),
         Ok(Err(err)) => Err(match err.as_error::<Problem>() {
             Some(problem) => problem.clone(),
             None => {
                 let status = err.as_response_error().status_code();
+                // The access line says which request this was; the ID ties the two together.
+                let request_id = context.ids.request_id();
                 log::error!("{status} for request {request_id}: {err}");
                 Problem::from_status(status, Some(err.to_string()))
             }
@@ -308,6 +308,7 @@ async fn caught(
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
+            let request_id = context.ids.request_id();
             log::error!("a handler panicked on request {request_id}: {why}");
             Err(Problem::from_status(
                 StatusCode::INTERNAL_SERVER_ERROR,

@@ -142,13 +142,19 @@ mod tests {
             header::VARY,
             header::X_CONTENT_TYPE_OPTIONS,
         ] {
-            assert_eq!(not_modified.headers().get(&name), ok.headers().get(&name), "{name}");
+            assert_eq!(
+                not_modified.headers().get(&name),
+                ok.headers().get(&name),
+                "{name}"
+            );
             assert!(ok.headers().contains_key(&name), "{name}");
         }
         assert!(!not_modified.headers().contains_key(header::CONTENT_TYPE));
         assert_eq!(ok.headers().get(header::ACCEPT_RANGES), Some(&BYTES));
         assert_eq!(
-            ok.headers().get(header::CONTENT_ENCODING).map(|v| v.as_bytes()),
+            ok.headers()
+                .get(header::CONTENT_ENCODING)
+                .map(|v| v.as_bytes()),
             Some(&b"br"[..])
         );
         assert_eq!(

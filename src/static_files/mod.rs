@@ -194,7 +194,9 @@ async fn respond(
     file: &FileEntry,
 ) -> Result<Option<HttpResponse>, Problem> {
     let rep = files.representation(req, cached, file);
-    let etag = rep.etag.to_str().unwrap_or_default();
+    // Our own tag, ASCII by construction: read as UTF-8 (a word at a time), not re-validated
+    // byte by byte as a header value.
+    let etag = std::str::from_utf8(rep.etag.as_bytes()).unwrap_or_default();
     check_preconditions(req, file, etag).map_err(|p| *p)?;
     let prepared = rep.prepared.get(file, rep);
     if is_not_modified(req, file, etag) {

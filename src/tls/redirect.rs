@@ -29,12 +29,7 @@ use actix_web::{
 };
 
 use super::challenges::Http01Challenges;
-use crate::{
-    config::ServerSettings,
-    problem::Problem,
-    request_id::Ids,
-    routes::health,
-};
+use crate::{config::ServerSettings, problem::Problem, request_id::Ids, routes::health};
 
 /// Where ACME CAs fetch HTTP-01 key authorizations (RFC 8555 §8.3).
 const ACME_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
