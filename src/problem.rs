@@ -104,7 +104,9 @@ impl Problem {
             return self.body(request_id).to_string().into_bytes();
         }
         let title = self.status.canonical_reason().unwrap_or("Error");
-        let mut out = Vec::with_capacity(96 + self.detail.len() + title.len());
+        // The fixed text is 81 bytes, and 16 more with a request ID: sized once, never regrown.
+        let id_len = request_id.map_or(0, |id| id.len() + 16);
+        let mut out = Vec::with_capacity(96 + self.detail.len() + title.len() + id_len);
         out.extend_from_slice(b"{\"detail\":");
         write_json_str(&mut out, &self.detail);
         if let Some(id) = request_id {
@@ -154,6 +156,14 @@ impl Problem {
 
 /// Appends `value` as a JSON string, escaped as serde_json escapes it.
 fn write_json_str(out: &mut Vec<u8>, value: &str) {
+    // The usual detail, title and ID need no escape (no control character, quote or
+    // backslash: what serde_json escapes), and are copied as they are.
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(value.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // Writing a `str` into a `Vec` cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
 }
@@ -169,10 +179,15 @@ impl ResponseError for Problem {
         self.status
     }
 
-    /// Only the head: the body is written once, by the pipeline's error layer, which knows the
-    /// request's ID and whether a browser wants the 404 page instead.
+    /// Only the status and the problem's own headers: the pipeline's error step renders every
+    /// answer of 400 or more once (body, `Content-Type`, `Cache-Control`), knowing the request's
+    /// ID and whether a browser wants the 404 page instead.
     fn error_response(&self) -> HttpResponse {
-        self.head().finish()
+        let mut response = HttpResponse::new(self.status);
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response
     }
 }
 
@@ -198,6 +213,8 @@ mod tests {
         let problems = [
             Problem::not_found("no route or file matches this path"),
             Problem::bad_request("quote \" backslash \\ newline \n tab \t nul \u{0} é ✓"),
+            // No escape needed: copied as it is (non-ASCII and DEL included, as serde_json does).
+            Problem::bad_request("plain é ✓ \u{7f} text"),
             Problem::new(StatusCode::from_u16(599).expect("a valid status"), "odd"),
             Problem::new(StatusCode::TOO_MANY_REQUESTS, "slow").with_member("retry_after", 3),
         ];
