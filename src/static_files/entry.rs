@@ -14,7 +14,7 @@ use actix_web::{http::header::HeaderValue, web::Bytes};
 use super::{
     cache_control::{CachePolicy, content_type},
     freshness::Verdicts,
-    headers::PreparedSlot,
+    headers::{Fields, Prepared, PreparedSlot},
     resolve::{Root, Target},
     stamp::Stamp,
 };
@@ -67,6 +67,18 @@ pub struct Representation {
 }
 
 impl Representation {
+    /// Its response headers, made on first use.
+    pub(crate) fn headers(&self, file: &FileEntry) -> &Prepared {
+        self.prepared.get(|| Fields {
+            etag: &self.etag,
+            encoding: self.encoding,
+            content_type: &file.content_type,
+            last_modified: &file.last_modified,
+            cache_control: &file.cache_control,
+            vary: file.vary,
+        })
+    }
+
     pub fn len(&self) -> u64 {
         self.body
             .as_ref()

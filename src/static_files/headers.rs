@@ -15,7 +15,7 @@ use actix_web::{
     },
 };
 
-use super::entry::{FileEntry, Representation};
+use crate::encoding::Encoding;
 
 const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 const BYTES: HeaderValue = HeaderValue::from_static("bytes");
@@ -30,33 +30,44 @@ pub(crate) struct Prepared {
     not_modified: usize,
 }
 
+/// What a representation's headers are made of: its own tag and encoding, and its file's.
+pub(crate) struct Fields<'a> {
+    pub(crate) etag: &'a HeaderValue,
+    pub(crate) encoding: Option<Encoding>,
+    pub(crate) content_type: &'a HeaderValue,
+    pub(crate) last_modified: &'a HeaderValue,
+    pub(crate) cache_control: &'a HeaderValue,
+    /// `Vary: Accept-Encoding`: the file has siblings or is compressible.
+    pub(crate) vary: bool,
+}
+
 /// A representation's prepared headers, made on first use: its file's headers are known only
 /// once the whole entry is built, and an on-the-fly copy is made long after.
 #[derive(Debug, Default)]
 pub(crate) struct PreparedSlot(OnceLock<Prepared>);
 
 impl PreparedSlot {
-    pub(crate) fn get(&self, file: &FileEntry, rep: &Representation) -> &Prepared {
-        self.0.get_or_init(|| Prepared::new(file, rep))
+    pub(crate) fn get<'a>(&self, fields: impl FnOnce() -> Fields<'a>) -> &Prepared {
+        self.0.get_or_init(|| Prepared::new(fields()))
     }
 }
 
 impl Prepared {
-    fn new(file: &FileEntry, rep: &Representation) -> Self {
+    fn new(fields: Fields<'_>) -> Self {
         // A 304 carries the validators and `Vary` a 200 would (RFC 9110 §15.4.5).
         let mut headers = vec![
-            (header::ETAG, rep.etag.clone()),
-            (header::LAST_MODIFIED, file.last_modified.clone()),
-            (header::CACHE_CONTROL, file.cache_control.clone()),
+            (header::ETAG, fields.etag.clone()),
+            (header::LAST_MODIFIED, fields.last_modified.clone()),
+            (header::CACHE_CONTROL, fields.cache_control.clone()),
             (header::X_CONTENT_TYPE_OPTIONS, NOSNIFF),
         ];
-        if file.vary {
+        if fields.vary {
             headers.push((header::VARY, ACCEPT_ENCODING));
         }
         let not_modified = headers.len();
-        headers.push((header::CONTENT_TYPE, file.content_type.clone()));
+        headers.push((header::CONTENT_TYPE, fields.content_type.clone()));
         headers.push((header::ACCEPT_RANGES, BYTES));
-        if let Some(encoding) = rep.encoding {
+        if let Some(encoding) = fields.encoding {
             headers.push((
                 header::CONTENT_ENCODING,
                 HeaderValue::from_static(encoding.token()),
@@ -96,42 +107,23 @@ impl Prepared {
 
 #[cfg(test)]
 mod tests {
-    use std::{path::PathBuf, time::UNIX_EPOCH};
-
     use super::*;
-    use crate::{encoding::Encoding, static_files::stamp::Stamp};
-
-    fn file() -> FileEntry {
-        let identity = Representation {
-            encoding: Some(Encoding::Br),
-            path: PathBuf::from("page.html.br"),
-            stamp: Stamp {
-                len: 1,
-                modified: UNIX_EPOCH,
-                inode: 1,
-                is_file: true,
-            },
-            etag: HeaderValue::from_static("\"1-1-1-br\""),
-            body: None,
-            prepared: PreparedSlot::default(),
-        };
-        FileEntry {
-            content_type: HeaderValue::from_static("text/html; charset=utf-8"),
-            cache_control: HeaderValue::from_static("no-cache"),
-            last_modified: HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
-            modified: UNIX_EPOCH,
-            vary: true,
-            identity,
-            siblings: Vec::new(),
-            on_the_fly: false,
-            compressed: Default::default(),
-        }
-    }
 
     #[test]
     fn a_304_carries_the_validators_and_vary_of_its_200() {
-        let file = file();
-        let prepared = file.identity.prepared.get(&file, &file.identity);
+        let etag = HeaderValue::from_static("\"1-1-1-br\"");
+        let content_type = HeaderValue::from_static("text/html; charset=utf-8");
+        let last_modified = HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT");
+        let cache_control = HeaderValue::from_static("no-cache");
+        let slot = PreparedSlot::default();
+        let prepared = slot.get(|| Fields {
+            etag: &etag,
+            encoding: Some(Encoding::Br),
+            content_type: &content_type,
+            last_modified: &last_modified,
+            cache_control: &cache_control,
+            vary: true,
+        });
         let ok = prepared.full(false, BoxBody::new("x"));
         let not_modified = prepared.not_modified();
         assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
@@ -161,5 +153,8 @@ mod tests {
             prepared.full(true, BoxBody::new("x")).status(),
             StatusCode::PARTIAL_CONTENT
         );
+        // Made once: a second call does not build again.
+        let again = slot.get(|| unreachable!("prepared twice"));
+        assert!(std::ptr::eq(prepared, again));
     }
 }

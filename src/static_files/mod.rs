@@ -198,7 +198,7 @@ async fn respond(
     // byte by byte as a header value.
     let etag = std::str::from_utf8(rep.etag.as_bytes()).unwrap_or_default();
     check_preconditions(req, file, etag).map_err(|p| *p)?;
-    let prepared = rep.prepared.get(file, rep);
+    let prepared = rep.headers(file);
     if is_not_modified(req, file, etag) {
         return Ok(Some(prepared.not_modified()));
     }
