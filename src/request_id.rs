@@ -12,7 +12,7 @@ use actix_web::{
     dev::Payload,
     error::ErrorInternalServerError,
     http::header::{HeaderMap, HeaderName, HeaderValue},
-    web::BytesMut,
+    web::Bytes,
 };
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -43,31 +43,46 @@ fn is_valid_id_bytes(value: &[u8], max: usize) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// How many bytes of fresh IDs one allocation holds: IDs are cut from a per-thread block, so a
-/// fresh ID costs a reference count, not an allocation of its own, and cloning it for the
-/// correlation ID is as cheap.
-const ID_BLOCK_BYTES: usize = 4096;
+/// How many fresh IDs are made at once. They are cut from one shared block, so a fresh ID
+/// costs a reference count rather than an allocation of its own (and so does its clone, the
+/// correlation ID); a block lives until the last of its IDs is dropped.
+const IDS_PER_BLOCK: usize = 64;
+
+/// Bytes of a hyphenated UUID.
+const ID_BYTES: usize = 36;
 
 thread_local! {
-    static ID_BLOCK: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    /// This thread's block of fresh IDs, and how many of them are used.
+    static FRESH_IDS: RefCell<(Bytes, usize)> = const { RefCell::new((Bytes::new(), IDS_PER_BLOCK)) };
 }
 
 /// A fresh random request ID (UUID v4, hyphenated, lower case) as a header value.
 pub(crate) fn fresh_id() -> HeaderValue {
-    // Encoded into a stack buffer rather than through `Display`: the formatter's machinery cost
-    // more than the random bytes.
-    let mut buf = uuid::Uuid::encode_buffer();
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
-    let bytes = ID_BLOCK.with_borrow_mut(|block| {
-        if block.capacity() - block.len() < id.len() {
-            *block = BytesMut::with_capacity(ID_BLOCK_BYTES);
+    let id = FRESH_IDS.with_borrow_mut(|(block, used)| {
+        if *used == IDS_PER_BLOCK {
+            *block = fresh_block();
+            *used = 0;
         }
-        block.extend_from_slice(id.as_bytes());
-        block.split().freeze()
+        let start = *used * ID_BYTES;
+        *used += 1;
+        block.slice(start..start + ID_BYTES)
     });
     // A hyphenated UUID is visible ASCII; the fallback is never taken.
-    HeaderValue::from_maybe_shared(bytes)
+    HeaderValue::from_maybe_shared(id)
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-0000-0000-000000000000"))
+}
+
+/// [`IDS_PER_BLOCK`] random UUIDs, end to end.
+fn fresh_block() -> Bytes {
+    let mut block = Vec::with_capacity(IDS_PER_BLOCK * ID_BYTES);
+    let mut buf = uuid::Uuid::encode_buffer();
+    for _ in 0..IDS_PER_BLOCK {
+        // Encoded into a stack buffer rather than through `Display`: the formatter's machinery
+        // cost more than the random bytes.
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        block.extend_from_slice(id.as_bytes());
+    }
+    Bytes::from(block)
 }
 
 /// The two IDs every response echoes, decided once per request by the docs/reference.md §8
