@@ -24,9 +24,9 @@
 //! request extensions: those are filled only for a route's extractors), its client address is
 //! resolved only when the rate limit or the access log asks for it, steps 3 and 4 are a few
 //! comparisons when they do not apply, step 6 is skipped below 400, and nothing is allocated
-//! for the access log when its line would not be printed. When the route table is the only source of routes (no
-//! extra routes were registered), a path the table does not know goes to the static files
-//! directly in step 5, without actix's router trying every route first.
+//! for the access log when its line would not be printed. When the route table is the only
+//! source of routes (no extra routes were registered), a path the table does not know goes to
+//! the static files directly in step 5, without actix's router trying every route first.
 
 pub(crate) mod access_log;
 mod body_limit;
