@@ -87,13 +87,12 @@ fn serve(listener: TcpListener, metrics: Arc<Metrics>) -> io::Result<Server> {
                             .to(scrape),
                     )
                     .default_service(web::to(|| async {
-                        Err::<HttpResponse, _>(Problem::method_not_allowed("GET, HEAD"))
+                        Problem::method_not_allowed("GET, HEAD").to_response(None)
                     })),
             )
             .default_service(web::to(|| async {
-                Err::<HttpResponse, _>(Problem::not_found(
-                    "this listener serves /metrics only (metrics.listen)",
-                ))
+                Problem::not_found("this listener serves /metrics only (metrics.listen)")
+                    .to_response(None)
             }))
     })
     .workers(1)

@@ -326,7 +326,17 @@ async fn metrics_are_off_by_default_and_never_on_the_public_port() {
             .contains("tandem_http_requests_total")
     );
     let elsewhere = format!("http://{metrics}/api/status");
-    assert_eq!(client.get(elsewhere).send().await.unwrap().status(), 404);
+    let res = client.get(elsewhere).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    // Its own answers are problem+json too (this listener has no pipeline to render them).
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let problem: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(problem["status"], 404);
+    let res = client.post(at(metrics.port())).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["allow"], "GET, HEAD");
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
 
 #[tokio::test]
