@@ -243,7 +243,7 @@ mod tests {
             encoding: None,
             path: PathBuf::from("f"),
             stamp,
-            etag: header.clone(),
+            etag: "x".into(),
             body: Some(Bytes::from(vec![b'a'; bytes])),
             prepared: Default::default(),
         };

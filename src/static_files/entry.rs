@@ -10,6 +10,7 @@ use std::{
 };
 
 use actix_web::{http::header::HeaderValue, web::Bytes};
+use bytestring::ByteString;
 
 use super::{
     cache_control::{CachePolicy, content_type},
@@ -59,7 +60,7 @@ pub struct Representation {
     pub encoding: Option<Encoding>,
     pub path: PathBuf,
     pub stamp: Stamp,
-    pub etag: HeaderValue,
+    pub etag: ByteString,
     /// The whole representation, for files small enough to keep.
     pub body: Option<Bytes>,
     /// Its response headers, made once.
@@ -140,13 +141,17 @@ impl Entry {
 
 /// An entity tag from what identifies a file's contents: modification time, length, inode. Each
 /// representation is its own file, so each has its own tag.
-pub(crate) fn etag_of(stamp: &Stamp, suffix: &str) -> HeaderValue {
+/// Kept as text (the conditional requests compare it per request) that shares its bytes with
+/// the header value it is sent as.
+pub(crate) fn etag_of(stamp: &Stamp, suffix: &str) -> ByteString {
     let nanos = stamp
         .modified
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let tag = format!("\"{nanos:x}-{:x}-{:x}{suffix}\"", stamp.len, stamp.inode);
-    HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    ByteString::from(format!(
+        "\"{nanos:x}-{:x}-{:x}{suffix}\"",
+        stamp.len, stamp.inode
+    ))
 }
 
 /// Builds entries from the disk.
