@@ -10,6 +10,7 @@ use actix_web::{
         StatusCode,
         header::{self, HeaderName, HeaderValue},
     },
+    web::Bytes,
 };
 use serde_json::{Map, Value};
 
@@ -66,6 +67,11 @@ impl Problem {
         self
     }
 
+    /// The headers this problem adds to its answer (`Allow`, `Retry-After`, ...).
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.headers.iter().map(|(name, value)| (name, value))
+    }
+
     pub(crate) fn status(&self) -> StatusCode {
         self.status
     }
@@ -93,7 +99,8 @@ impl Problem {
     pub(crate) fn to_response(&self, request_id: Option<&str>) -> HttpResponse {
         let mut response = self.head();
         response.content_type(PROBLEM_JSON);
-        response.body(self.body_bytes(request_id))
+        // The buffer becomes the body as it is (`Vec` into `Bytes`), not copied.
+        response.body(Bytes::from(self.body_bytes(request_id)))
     }
 
     /// The serialized body. Without extension members (every problem but a few) it is written
@@ -157,8 +164,12 @@ impl Problem {
 /// Appends `value` as a JSON string, escaped as serde_json escapes it.
 fn write_json_str(out: &mut Vec<u8>, value: &str) {
     // The usual detail, title and ID need no escape (no control character, quote or
-    // backslash: what serde_json escapes), and are copied as they are.
-    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // backslash: what serde_json escapes), and are copied as they are. Checked without an early
+    // exit, which the compiler turns into a few wide comparisons instead of one per byte.
+    let needs_escape = value.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !needs_escape {
         out.push(b'"');
         out.extend_from_slice(value.as_bytes());
         out.push(b'"');

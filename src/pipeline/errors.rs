@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use actix_web::{
-    HttpResponse, ResponseError,
+    HttpRequest, HttpResponse, ResponseError,
     body::BoxBody,
     dev::ServiceResponse,
     http::{
@@ -51,31 +51,58 @@ impl ErrorPages {
         ids: &Ids,
     ) -> ServiceResponse<BoxBody> {
         let problem = problem_of(&res);
-        let page = (problem.status() == StatusCode::NOT_FOUND)
-            .then(|| self.not_found_page(&res))
-            .flatten();
         let (request, old) = res.into_parts();
-        let mut new = match page {
+        let mut new = self.answer(&request, &problem, ids);
+        keep_headers(&mut new, old.headers());
+        ServiceResponse::new(request, new)
+    }
+
+    /// The answer to a problem no response was made for yet (a refusal, or the static files'
+    /// own): the same as [`ErrorPages::render`] of the response it would have made.
+    pub(crate) fn render_problem(
+        &self,
+        request: HttpRequest,
+        problem: &Problem,
+        ids: &Ids,
+    ) -> ServiceResponse<BoxBody> {
+        let mut new = self.answer(&request, problem, ids);
+        keep_headers(&mut new, problem.headers());
+        ServiceResponse::new(request, new)
+    }
+
+    /// The problem+json answer, or the 404 page for a browser that prefers HTML.
+    fn answer(&self, request: &HttpRequest, problem: &Problem, ids: &Ids) -> HttpResponse {
+        let page = (problem.status() == StatusCode::NOT_FOUND)
+            .then(|| self.not_found_page(request))
+            .flatten();
+        match page {
             Some(page) => HttpResponse::build(StatusCode::NOT_FOUND)
                 .content_type("text/html; charset=utf-8")
                 .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-cache")))
                 .body(page),
             None => problem.to_response(Some(ids.request_id())),
-        };
-        for (name, value) in old.headers() {
-            if !BODY_HEADERS.contains(name) && !new.headers().contains_key(name) {
-                new.headers_mut().append(name.clone(), value.clone());
-            }
         }
-        ServiceResponse::new(request, new)
     }
 
-    fn not_found_page(&self, res: &ServiceResponse<BoxBody>) -> Option<actix_web::web::Bytes> {
-        let accept = res.request().headers().get(header::ACCEPT);
+    fn not_found_page(&self, request: &HttpRequest) -> Option<actix_web::web::Bytes> {
+        let accept = request.headers().get(header::ACCEPT);
         if !prefers_html(accept.and_then(|v| v.to_str().ok())) {
             return None;
         }
         self.static_files.as_ref()?.not_found_page()
+    }
+}
+
+/// Copies onto the new answer the headers of the old one (or of its problem) that do not
+/// describe the old body and that the new answer does not set itself.
+fn keep_headers<'h>(
+    new: &mut HttpResponse,
+    old: impl IntoIterator<Item = (&'h HeaderName, &'h HeaderValue)>,
+) {
+    for (name, value) in old {
+        if !BODY_HEADERS.contains(name) && !new.headers().contains_key(name) {
+            new.headers_mut().append(name.clone(), value.clone());
+        }
     }
 }
 

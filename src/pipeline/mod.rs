@@ -46,7 +46,7 @@ use std::{
 };
 
 use actix_web::{
-    Error, HttpResponse,
+    Error, HttpRequest,
     body::{BoxBody, MessageBody},
     dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
     http::{
@@ -174,24 +174,27 @@ impl Pipeline {
         };
         let unread = UnreadBody::share(&mut req);
         let answered = match (refusal, self.static_files_for(route)) {
-            (Some(problem), _) => Ok(req.error_response(problem)),
+            (Some(problem), _) => Ok(Answer::Refused(req.into_parts().0, problem)),
             (None, Some(files)) => caught(serve_static(req, files), &context).await,
             (None, None) => {
                 context.store(&req);
-                caught(call_routes(service, req), &context).await
+                caught(call_routes(service, req), &context)
+                    .await
+                    .map(Answer::Response)
             }
         };
         let res = match answered {
-            Ok(res) => res,
+            Ok(Answer::Response(res)) if errors::needs_rendering(&res) => {
+                self.error_pages.render(res, &context.ids)
+            }
+            Ok(Answer::Response(res)) => res,
+            Ok(Answer::Refused(req, problem)) => {
+                self.error_pages.render_problem(req, &problem, &context.ids)
+            }
             Err(problem) => {
                 self.figures.gone(class, problem.status().as_u16(), started);
                 return Err(self.gone(problem, &context, log));
             }
-        };
-        let res = if errors::needs_rendering(&res) {
-            self.error_pages.render(res, &context.ids)
-        } else {
-            res
         };
         let res = self.decorate(res, &context, counted.ok().flatten(), unread);
         self.figures.answered(class, &res, started);
@@ -272,26 +275,29 @@ where
     Ok(service.call(req).await?.map_into_boxed_body())
 }
 
-/// The static files' answer, as the router's default service would give it: a refusal stays
-/// attached to its response, for the error step to render.
-async fn serve_static(
-    req: ServiceRequest,
-    files: web::Data<StaticFiles>,
-) -> Result<ServiceResponse<BoxBody>, Error> {
+/// What step 5 hands to the error step: a response, or a problem no response was made for yet
+/// (a refusal of steps 3 and 4, or the static files' own), which the error step renders
+/// without building an intermediate response first.
+enum Answer {
+    Response(ServiceResponse<BoxBody>),
+    Refused(HttpRequest, Problem),
+}
+
+/// The static files' answer, as the router's default service would give it.
+async fn serve_static(req: ServiceRequest, files: web::Data<StaticFiles>) -> Result<Answer, Error> {
     let (req, _payload) = req.into_parts();
-    let res = match static_files::serve(req.clone(), files).await {
-        Ok(res) => res,
-        Err(problem) => HttpResponse::from_error(problem),
-    };
-    Ok(ServiceResponse::new(req, res))
+    Ok(match static_files::serve(req.clone(), files).await {
+        Ok(res) => Answer::Response(ServiceResponse::new(req, res)),
+        Err(problem) => Answer::Refused(req, problem),
+    })
 }
 
 /// Runs the route with panics caught. `Err` means the request is gone: a handler panicked (the
 /// worker lives on) or a route's own layer failed.
-async fn caught(
-    answer: impl Future<Output = Result<ServiceResponse<BoxBody>, Error>>,
+async fn caught<T>(
+    answer: impl Future<Output = Result<T, Error>>,
     context: &RequestContext<'_>,
-) -> Result<ServiceResponse<BoxBody>, Problem> {
+) -> Result<T, Problem> {
     match AssertUnwindSafe(answer).catch_unwind().await {
         Ok(Ok(res)) => Ok(res),
         Ok(Err(err)) => Err(match err.as_error::<Problem>() {
