@@ -6,8 +6,9 @@
 //!     floor --htdocs DIR [--port P] [--workers N] [--layers N]
 //!     floor --files DIR  [--port P] [--workers N] [--layers N]
 //!
-//! `--htdocs` serves `/page.html` from `DIR/page.html` and its `.br` sibling (304 on a matching
-//! `If-None-Match`) and a problem+json 404 for every other path. `--files` serves `DIR` through
+//! `--htdocs` serves `/page.html`, `/app.js` and `/image.png` from those files of `DIR` and their
+//! `.br` siblings where they have one (304 on a matching `If-None-Match`), and a problem+json 404
+//! for every other path. `--files` serves `DIR` through
 //! `actix_files::Files` instead, for the README's comparison. `--layers N` wraps N pass-through
 //! `from_fn` middlewares around either, to price a layer on its own.
 
@@ -49,7 +50,7 @@ struct Options {
 }
 
 enum Content {
-    /// `/page.html` and the 404 answered from memory.
+    /// The benchmark's files and the 404 answered from memory.
     Memory(PathBuf),
     /// A directory served by `actix_files::Files`.
     Files(PathBuf),
@@ -92,33 +93,68 @@ fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
         .map_err(|_| format!("{flag} takes a whole number, got {value:?}"))
 }
 
-/// `/page.html` with everything tandem's cache holds for it: both bodies and the header values.
+/// The files the benchmark's rows ask for, with their content types; each is sent as br when
+/// it has a `.br` sibling and the client accepts br, as tandem sends it.
+const FILES: [(&str, &str); 3] = [
+    ("page.html", "text/html; charset=utf-8"),
+    ("app.js", "text/javascript; charset=utf-8"),
+    ("image.png", "image/png"),
+];
+
+/// One file with everything tandem's cache holds for it: its bodies and header values.
 struct Page {
+    path: String,
+    content_type: HeaderValue,
     identity: Bytes,
-    brotli: Bytes,
     identity_etag: HeaderValue,
-    brotli_etag: HeaderValue,
+    /// The `.br` sibling, when the file has one.
+    brotli: Option<(Bytes, HeaderValue)>,
     last_modified: HeaderValue,
 }
 
-impl Page {
+/// Every file of [`FILES`], looked up by request path.
+struct Pages(Vec<Page>);
+
+impl Pages {
     fn load(htdocs: &Path) -> Result<Self, String> {
+        FILES
+            .iter()
+            .map(|(name, content_type)| Page::load(htdocs, name, content_type))
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn get(&self, path: &str) -> Option<&Page> {
+        self.0.iter().find(|page| page.path == path)
+    }
+}
+
+impl Page {
+    fn load(htdocs: &Path, name: &str, content_type: &'static str) -> Result<Self, String> {
         let read = |name: &str| {
             let path = htdocs.join(name);
             let meta = fs::metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             let body = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
             Ok::<_, String>((Bytes::from(body), meta))
         };
-        let (identity, identity_meta) = read("page.html")?;
-        let (brotli, brotli_meta) = read("page.html.br")?;
+        let (identity, identity_meta) = read(name)?;
+        let sibling = format!("{name}.br");
+        let brotli = match htdocs.join(&sibling).exists() {
+            true => {
+                let (body, meta) = read(&sibling)?;
+                Some((body, etag(&meta)?))
+            }
+            false => None,
+        };
         let modified = identity_meta
             .modified()
-            .map_err(|e| format!("page.html has no modification time: {e}"))?;
+            .map_err(|e| format!("{name} has no modification time: {e}"))?;
         Ok(Self {
+            path: format!("/{name}"),
+            content_type: HeaderValue::from_static(content_type),
             identity,
-            brotli,
             identity_etag: etag(&identity_meta)?,
-            brotli_etag: etag(&brotli_meta)?,
+            brotli,
             last_modified: value(httpdate::fmt_http_date(modified))?,
         })
     }
@@ -138,23 +174,23 @@ fn value(text: String) -> Result<HeaderValue, String> {
     HeaderValue::try_from(text).map_err(|e| format!("not a header value: {e}"))
 }
 
-/// The whole of the floor's "static file server": one comparison per header it reads.
-fn answer(req: &HttpRequest, page: &Page) -> HttpResponse {
-    if req.path() != "/page.html" {
+/// The whole of the floor's "static file server": a path comparison per file, one comparison
+/// per header it reads.
+fn answer(req: &HttpRequest, pages: &Pages) -> HttpResponse {
+    let Some(page) = pages.get(req.path()) else {
         return HttpResponse::NotFound()
             .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
             .content_type("application/problem+json")
             .body(NOT_FOUND);
-    }
-    let brotli = req
+    };
+    let accepts_brotli = req
         .headers()
         .get(header::ACCEPT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("br"));
-    let etag = if brotli {
-        &page.brotli_etag
-    } else {
-        &page.identity_etag
+    let (body, etag, brotli) = match &page.brotli {
+        Some((body, etag)) if accepts_brotli => (body, etag, true),
+        _ => (&page.identity, &page.identity_etag, false),
     };
     let fresh = req.headers().get(header::IF_NONE_MATCH) == Some(etag);
     let mut res = if fresh {
@@ -168,22 +204,19 @@ fn answer(req: &HttpRequest, page: &Page) -> HttpResponse {
         .insert_header((
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
-        ))
-        .insert_header((header::VARY, HeaderValue::from_static("accept-encoding")));
+        ));
+    if page.brotli.is_some() {
+        res.insert_header((header::VARY, HeaderValue::from_static("accept-encoding")));
+    }
     if fresh {
         return res.finish();
     }
-    res.insert_header((
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    ))
-    .insert_header((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
+    res.insert_header((header::CONTENT_TYPE, page.content_type.clone()))
+        .insert_header((header::ACCEPT_RANGES, HeaderValue::from_static("bytes")));
     if brotli {
-        res.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("br")))
-            .body(page.brotli.clone())
-    } else {
-        res.body(page.identity.clone())
+        res.insert_header((header::CONTENT_ENCODING, HeaderValue::from_static("br")));
     }
+    res.body(body.clone())
 }
 
 /// A layer that does nothing but pass the request on: the price of `from_fn` itself.
@@ -220,7 +253,7 @@ fn main() -> ExitCode {
 /// What each worker's app serves; cloned into every worker.
 #[derive(Clone)]
 enum Serving {
-    Memory(Arc<Page>),
+    Memory(Arc<Pages>),
     Files(PathBuf),
 }
 
@@ -237,10 +270,10 @@ impl Serving {
         > + use<>,
     > {
         match self {
-            Serving::Memory(page) => {
-                let page = page.clone();
+            Serving::Memory(pages) => {
+                let pages = pages.clone();
                 App::new().default_service(web::to(move |req: HttpRequest| {
-                    let res = answer(&req, &page);
+                    let res = answer(&req, &pages);
                     async move { res }
                 }))
             }
@@ -277,7 +310,7 @@ async fn serve(options: Options) -> Result<(), String> {
         content,
     } = options;
     let serving = match content {
-        Content::Memory(htdocs) => Serving::Memory(Arc::new(Page::load(&htdocs)?)),
+        Content::Memory(htdocs) => Serving::Memory(Arc::new(Pages::load(&htdocs)?)),
         Content::Files(root) => Serving::Files(root),
     };
     let s = serving;
