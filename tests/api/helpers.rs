@@ -296,10 +296,17 @@ impl BinaryServer {
     /// Waits up to `within` for a line containing `needle` on stderr (a reader thread collects
     /// it, so a line the server already wrote may take a moment to show), then returns stderr.
     pub fn stderr_once_it_says(&self, needle: &str, within: Duration) -> String {
+        self.stderr_once(|stderr| stderr.contains(needle), within)
+    }
+
+    /// Waits up to `within` for stderr to satisfy `done` (e.g. to hold as many access lines as
+    /// requests were answered: each is written once its response is sent, and read by a thread),
+    /// then returns stderr, satisfied or not.
+    pub fn stderr_once(&self, done: impl Fn(&str) -> bool, within: Duration) -> String {
         let deadline = Instant::now() + within;
         loop {
             let stderr = self.stderr();
-            if stderr.contains(needle) || Instant::now() >= deadline {
+            if done(&stderr) || Instant::now() >= deadline {
                 return stderr;
             }
             std::thread::sleep(Duration::from_millis(20));
