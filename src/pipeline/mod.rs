@@ -141,6 +141,9 @@ where
         // In flight from its complete head until its body is sent, for the connection's
         // watchdog; an error answer rendered by actix ends it when the future is done.
         let in_flight = InFlight::begin(&req);
+        // A request's one allocation of its own. Keep it under 1 KiB: glibc's per-thread cache
+        // serves blocks up to 1,032 bytes, and a larger future (it was 1,736 bytes) sent every
+        // request through malloc's slow path (BENCHMARKS.md, "Second pass on the static hit").
         Box::pin(async move {
             let res = pipeline.handle(req, &*service).await?;
             Ok(res.map_body(|_, body| in_flight.until_sent(body)))
@@ -164,14 +167,19 @@ impl Pipeline {
         // The router's view of the path, looked up once for the static shortcut and the figures.
         let route = routes::at(req.match_info().as_str());
         let class = self.figures.class_of(route, req.match_info().as_str());
-        let counted = rate_limit::count(self.rate_limit.as_deref(), &req, &context).await;
-        let refusal = match &counted {
-            Err(problem) => {
-                self.figures.rate_limited();
-                Some(problem.clone())
-            }
-            Ok(_) => head_limit::refusal(&req).or_else(|| self.body_limit.refusal(req.headers())),
-        };
+        // Only the quota waits for the route (in the request's future); a refusal is answered
+        // before it.
+        let (quota, refusal) =
+            match rate_limit::count(self.rate_limit.as_deref(), &req, &context).await {
+                Err(problem) => {
+                    self.figures.rate_limited();
+                    (None, Some(problem))
+                }
+                Ok(quota) => (
+                    quota,
+                    head_limit::refusal(&req).or_else(|| self.body_limit.refusal(req.headers())),
+                ),
+            };
         let unread = UnreadBody::share(&mut req);
         let answered = match (refusal, self.static_files_for(route)) {
             (Some(problem), _) => Ok(Answer::Refused(req.into_parts().0, problem)),
@@ -196,7 +204,7 @@ impl Pipeline {
                 return Err(self.gone(problem, &context, log));
             }
         };
-        let res = self.decorate(res, &context, counted.ok().flatten(), unread);
+        let res = self.decorate(res, &context, quota, unread);
         self.figures.answered(class, &res, started);
         Ok(match log {
             Some(log) => log.attach(res),
@@ -238,7 +246,7 @@ impl Pipeline {
         &self,
         problem: Problem,
         context: &RequestContext<'_>,
-        log: Option<access_log::Pending>,
+        log: Option<Box<access_log::Pending>>,
     ) -> Error {
         let status = problem.status();
         if let Some(log) = log {

@@ -216,7 +216,9 @@ async fn respond(
             None => body.clone(),
         }),
         None if head => BoxBody::new(HeadBody(count)),
-        None => match stream_from_disk(rep, start, count).await {
+        // Boxed: opening a file is the rare path (files over the cache's limit), and its future
+        // would otherwise make every request's future too large for the allocator's fast path.
+        None => match Box::pin(stream_from_disk(rep, start, count)).await {
             Some(stream) => stream,
             None => return Ok(None),
         },
