@@ -157,7 +157,7 @@ impl ResponseError for Rendered {
 
     fn error_response(&self) -> HttpResponse<BoxBody> {
         let mut response = self.problem.to_response(Some(self.ids.request_id()));
-        self.ids.echo(response.headers_mut());
+        self.ids.clone().echo(response.headers_mut());
         if self.close {
             response.head_mut().set_connection_type(drain::CLOSE);
         }

@@ -42,13 +42,14 @@ use std::{
     panic::AssertUnwindSafe,
     rc::Rc,
     sync::Arc,
+    task::{Context, Poll},
     time::Instant,
 };
 
 use actix_web::{
     Error, HttpRequest,
     body::{BoxBody, MessageBody},
-    dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready},
+    dev::{Service, ServiceRequest, ServiceResponse, Transform},
     http::{
         StatusCode,
         header::{HeaderValue, STRICT_TRANSPORT_SECURITY},
@@ -70,6 +71,7 @@ use crate::{
     },
     problem::Problem,
     rate_limit::RateLimit,
+    request_id::Ids,
     routes,
     static_files::{self, StaticFiles},
 };
@@ -112,15 +114,19 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(PipelineService {
-            service: Rc::new(service),
+        ready(Ok(PipelineService(Rc::new(Worker {
+            service,
             pipeline: self.0.clone(),
-        }))
+        }))))
     }
 }
 
-pub(crate) struct PipelineService<S> {
-    service: Rc<S>,
+/// The pipeline on one worker: a request's future holds this by an `Rc`, one count that is not
+/// atomic, rather than the service's `Rc` and the pipeline's `Arc` apart.
+pub(crate) struct PipelineService<S>(Rc<Worker<S>>);
+
+struct Worker<S> {
+    service: S,
     pipeline: Arc<Pipeline>,
 }
 
@@ -133,11 +139,12 @@ where
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self::Response, Self::Error>>;
 
-    forward_ready!(service);
+    fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.service.poll_ready(cx)
+    }
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let service = self.service.clone();
-        let pipeline = self.pipeline.clone();
+        let worker = self.0.clone();
         // In flight from its complete head until its body is sent, for the connection's
         // watchdog; an error answer rendered by actix ends it when the future is done.
         let in_flight = InFlight::begin(&req);
@@ -145,7 +152,7 @@ where
         // serves blocks up to 1,032 bytes, and a larger future (it was 1,736 bytes) sent every
         // request through malloc's slow path (BENCHMARKS.md, "Second pass on the static hit").
         Box::pin(async move {
-            let res = pipeline.handle(req, &*service).await?;
+            let res = worker.pipeline.handle(req, &worker.service).await?;
             Ok(res.map_body(|_, body| in_flight.until_sent(body)))
         })
     }
@@ -201,10 +208,10 @@ impl Pipeline {
             }
             Err(problem) => {
                 self.figures.gone(class, problem.status().as_u16(), started);
-                return Err(self.gone(problem, &context, log));
+                return Err(self.gone(problem, context.ids, log));
             }
         };
-        let res = self.decorate(res, &context, quota, unread);
+        let res = self.decorate(res, context.ids, quota, unread);
         self.figures.answered(class, &res, started);
         Ok(match log {
             Some(log) => log.attach(res),
@@ -216,11 +223,11 @@ impl Pipeline {
     fn decorate(
         &self,
         mut res: ServiceResponse<BoxBody>,
-        context: &RequestContext<'_>,
+        ids: Ids,
         quota: Option<rate_limit::Quota>,
         unread: Option<UnreadBody>,
     ) -> ServiceResponse<BoxBody> {
-        context.ids.echo(res.headers_mut());
+        ids.echo(res.headers_mut());
         if let Some(hsts) = &self.hsts {
             res.headers_mut()
                 .insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
@@ -242,12 +249,7 @@ impl Pipeline {
     }
 
     /// The answer for a request that is gone: actix renders it from the returned error.
-    fn gone(
-        &self,
-        problem: Problem,
-        context: &RequestContext<'_>,
-        log: Option<Box<access_log::Pending>>,
-    ) -> Error {
+    fn gone(&self, problem: Problem, ids: Ids, log: Option<Box<access_log::Pending>>) -> Error {
         let status = problem.status();
         if let Some(log) = log {
             log.finish_without_body(status.as_u16());
@@ -257,7 +259,7 @@ impl Pipeline {
             Some(hsts) => problem.with_header(STRICT_TRANSPORT_SECURITY, hsts.clone()),
             None => problem,
         };
-        Rendered::new(problem, context.ids.clone(), close).into()
+        Rendered::new(problem, ids, close).into()
     }
 }
 
@@ -265,9 +267,9 @@ impl Pipeline {
     /// The static files, when they are certainly the request's route: the router's view of the
     /// path (`/%6Ason` is `/json`) names no route of the table (`route`), and no other routes
     /// exist.
-    fn static_files_for(&self, route: Option<&routes::Route>) -> Option<web::Data<StaticFiles>> {
+    fn static_files_for(&self, route: Option<&routes::Route>) -> Option<&StaticFiles> {
         let files = self.direct_static.as_ref()?;
-        route.is_none().then(|| files.clone())
+        route.is_none().then_some(&**files)
     }
 }
 
@@ -292,9 +294,9 @@ enum Answer {
 }
 
 /// The static files' answer, as the router's default service would give it.
-async fn serve_static(req: ServiceRequest, files: web::Data<StaticFiles>) -> Result<Answer, Error> {
+async fn serve_static(req: ServiceRequest, files: &StaticFiles) -> Result<Answer, Error> {
     let (req, _payload) = req.into_parts();
-    Ok(match static_files::serve(req.clone(), files).await {
+    Ok(match static_files::answer(&req, files).await {
         Ok(res) => Answer::Response(ServiceResponse::new(req, res)),
         Err(problem) => Answer::Refused(req, problem),
     })

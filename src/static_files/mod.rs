@@ -149,6 +149,15 @@ pub async fn serve(
     req: HttpRequest,
     files: web::Data<StaticFiles>,
 ) -> Result<HttpResponse, Problem> {
+    answer(&req, &files).await
+}
+
+/// The static files' answer to `req`; the pipeline calls it directly for paths it knows no route
+/// claims.
+pub(crate) async fn answer(
+    req: &HttpRequest,
+    files: &StaticFiles,
+) -> Result<HttpResponse, Problem> {
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
         return Err(Problem::method_not_allowed("GET, HEAD"));
@@ -170,7 +179,7 @@ pub async fn serve(
                     .finish());
             }
             Kind::File(file) => {
-                if let Some(response) = respond(&files, &req, &cached, file).await? {
+                if let Some(response) = respond(files, req, &cached, file).await? {
                     return Ok(response);
                 }
                 cached.outdate();
