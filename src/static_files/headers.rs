@@ -86,9 +86,11 @@ impl Prepared {
         }
     }
 
+    /// Into the fresh, empty map of a new response: appended, which is inserting there, without
+    /// the removed-value result `insert` builds and drops for every header.
     fn write(headers: &[(HeaderName, HeaderValue)], map: &mut HeaderMap) {
         for (name, value) in headers {
-            map.insert(name.clone(), value.clone());
+            map.append(name.clone(), value.clone());
         }
     }
 
