@@ -58,8 +58,12 @@ impl Drop for Cached {
     }
 }
 
+/// Request path to entry. Keyed by ahash with per-process random keys: the paths are the
+/// clients' own, so the hash must resist a flood of colliding ones.
+type Paths = HashMap<Box<str>, Arc<Cached>, ahash::RandomState>;
+
 pub struct Cache {
-    map: RwLock<HashMap<Box<str>, Arc<Cached>>>,
+    map: RwLock<Paths>,
     epoch: Instant,
     bytes: Arc<AtomicUsize>,
     /// Requests answered from an entry as it was, and entries built, for `/metrics` (§4).
@@ -70,7 +74,7 @@ pub struct Cache {
 impl Default for Cache {
     fn default() -> Self {
         Self {
-            map: RwLock::new(HashMap::new()),
+            map: RwLock::new(Paths::default()),
             epoch: Instant::now(),
             bytes: Arc::new(AtomicUsize::new(0)),
             hits: AtomicU64::new(0),
@@ -210,7 +214,7 @@ impl Cache {
 
 /// Drops every other entry. The map's iteration order is effectively random, which is a fair
 /// enough choice of victims for a cache whose misses cost one stat and one small read.
-fn evict_half(map: &mut HashMap<Box<str>, Arc<Cached>>) {
+fn evict_half(map: &mut Paths) {
     let mut keep = false;
     map.retain(|_, _| {
         keep = !keep;
