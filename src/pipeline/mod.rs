@@ -190,7 +190,7 @@ impl Pipeline {
         let unread = UnreadBody::share(&mut req);
         let answered = match (refusal, self.static_files_for(route)) {
             (Some(problem), _) => Ok(Answer::Refused(req.into_parts().0, problem)),
-            (None, Some(files)) => caught(serve_static(req, files), &context).await,
+            (None, Some(files)) => caught(serve_static(req, files, started), &context).await,
             (None, None) => {
                 context.store(&req);
                 caught(call_routes(service, req), &context)
@@ -294,9 +294,13 @@ enum Answer {
 }
 
 /// The static files' answer, as the router's default service would give it.
-async fn serve_static(req: ServiceRequest, files: &StaticFiles) -> Result<Answer, Error> {
+async fn serve_static(
+    req: ServiceRequest,
+    files: &StaticFiles,
+    started: Instant,
+) -> Result<Answer, Error> {
     let (req, _payload) = req.into_parts();
-    Ok(match static_files::answer(&req, files).await {
+    Ok(match static_files::answer(&req, files, started).await {
         Ok(res) => Answer::Response(ServiceResponse::new(req, res)),
         Err(problem) => Answer::Refused(req, problem),
     })

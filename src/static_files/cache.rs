@@ -109,7 +109,11 @@ impl Lookup {
 
 impl Cache {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.ms_at(Instant::now())
+    }
+
+    fn ms_at(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Bytes of file contents held now.
@@ -141,7 +145,9 @@ impl Cache {
         }
     }
 
-    pub fn get(&self, key: &str) -> Lookup {
+    /// The entry for `key` as of `now` (the request's start: the pipeline has read the clock
+    /// already, and a read costs as much as the rest of a hit's bookkeeping here).
+    pub fn get(&self, key: &str, now: Instant) -> Lookup {
         let found = match self.map.read() {
             Ok(map) => map.get(key).cloned(),
             Err(_) => None,
@@ -153,7 +159,7 @@ impl Cache {
             self.remove(key);
             return Lookup::Stale;
         }
-        let now = self.now_ms();
+        let now = self.ms_at(now);
         let checked = cached.checked_ms.load(Ordering::Relaxed);
         if now.saturating_sub(checked) < REVALIDATE_AFTER_MS {
             return Lookup::Fresh(cached);
@@ -298,7 +304,7 @@ mod tests {
         cached.charge(1000);
         assert_eq!(cache.bytes(), before + 1000);
         let mut i = 0;
-        while cache.get("/extra").is_fresh() {
+        while cache.get("/extra", Instant::now()).is_fresh() {
             drop(cache.insert(&format!("/more{i}"), file_of(mb)));
             i += 1;
         }

@@ -22,7 +22,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::SystemTime,
+    time::{Instant, SystemTime},
 };
 
 use actix_web::{
@@ -89,7 +89,7 @@ impl StaticFiles {
     /// freshness as any file, so no request reads the disk for it. `None` when there is no such
     /// file, or it is over [`entry::MAX_CACHED_FILE_BYTES`] and so not kept in memory.
     pub fn not_found_page(&self) -> Option<Bytes> {
-        let cached = self.lookup("/404.html").ok()?;
+        let cached = self.lookup("/404.html", Instant::now()).ok()?;
         match &cached.entry.kind {
             Kind::File(file) => file.identity.body.clone(),
             _ => None,
@@ -106,8 +106,8 @@ impl StaticFiles {
     /// A miss stats and reads small files on the worker thread, like nginx does: they are local
     /// files of at most [`entry::MAX_CACHED_FILE_BYTES`], and a hit never does it again.
     /// Errors are boxed: they are the cold path, and `Problem` is large.
-    fn lookup(&self, raw_path: &str) -> Result<Arc<Cached>, Box<Problem>> {
-        if let Lookup::Fresh(cached) = self.cache.get(raw_path) {
+    fn lookup(&self, raw_path: &str, now: Instant) -> Result<Arc<Cached>, Box<Problem>> {
+        if let Lookup::Fresh(cached) = self.cache.get(raw_path, now) {
             self.cache.count_hit();
             return Ok(cached);
         }
@@ -121,7 +121,7 @@ impl StaticFiles {
         // is read, its siblings decoded and its compressed copies made once, not once per
         // spelling a client cares to invent.
         let key = target.cache_key();
-        let cached = match self.cache.get(&key) {
+        let cached = match self.cache.get(&key, now) {
             Lookup::Fresh(cached) => {
                 self.cache.count_hit();
                 cached
@@ -149,14 +149,15 @@ pub async fn serve(
     req: HttpRequest,
     files: web::Data<StaticFiles>,
 ) -> Result<HttpResponse, Problem> {
-    answer(&req, &files).await
+    answer(&req, &files, Instant::now()).await
 }
 
-/// The static files' answer to `req`; the pipeline calls it directly for paths it knows no route
-/// claims.
+/// The static files' answer to `req`, which arrived at `now`; the pipeline calls it directly for
+/// paths it knows no route claims.
 pub(crate) async fn answer(
     req: &HttpRequest,
     files: &StaticFiles,
+    now: Instant,
 ) -> Result<HttpResponse, Problem> {
     let method = req.method();
     if method != Method::GET && method != Method::HEAD {
@@ -164,7 +165,7 @@ pub(crate) async fn answer(
     }
     // A large file can change between lookup and open; the entry is rebuilt and tried again.
     for _ in 0..3 {
-        let cached = files.lookup(req.path()).map_err(|p| *p)?;
+        let cached = files.lookup(req.path(), now).map_err(|p| *p)?;
         match &cached.entry.kind {
             Kind::NotFound => {
                 return Err(Problem::not_found("no route or file matches this path"));
@@ -465,9 +466,9 @@ mod tests {
             ..StaticSettings::default()
         };
         let files = StaticFiles::new(&settings).expect("roots");
-        let first = files.lookup("/notes.txt").expect("plain");
+        let first = files.lookup("/notes.txt", Instant::now()).expect("plain");
         for spelling in ["/%6eotes.txt", "//notes.txt", "/notes%2Etxt"] {
-            let other = files.lookup(spelling).expect(spelling);
+            let other = files.lookup(spelling, Instant::now()).expect(spelling);
             assert!(Arc::ptr_eq(&first, &other), "{spelling}");
         }
         // Charged once, not once per spelling.
