@@ -474,4 +474,35 @@ mod tests {
         // Charged once, not once per spelling.
         assert_eq!(files.cache.bytes(), 6000);
     }
+
+    #[test]
+    fn an_entry_is_revalidated_by_the_time_its_request_arrived() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
+        std::fs::create_dir(&htdocs).expect("htdocs");
+        std::fs::create_dir(&public).expect("public");
+        std::fs::write(htdocs.join("notes.txt"), "first").expect("write");
+        let settings = StaticSettings {
+            htdocs: htdocs.clone(),
+            public,
+            ..StaticSettings::default()
+        };
+        let files = StaticFiles::new(&settings).expect("roots");
+        let arrived = Instant::now();
+        let first = files.lookup("/notes.txt", arrived).expect("first");
+        std::fs::write(htdocs.join("notes.txt"), "second, longer").expect("rewrite");
+
+        // A request that arrived within the interval gets the entry as it was, without a stat...
+        let soon = arrived + Duration::from_millis(cache::REVALIDATE_AFTER_MS / 2);
+        let again = files.lookup("/notes.txt", soon).expect("soon");
+        assert!(Arc::ptr_eq(&first, &again));
+        // ...and one that arrived after it makes the cache look at the disk again.
+        let later = arrived + Duration::from_millis(cache::REVALIDATE_AFTER_MS + 100);
+        let second = files.lookup("/notes.txt", later).expect("later");
+        let body = match &second.entry.kind {
+            Kind::File(file) => file.identity.body.clone(),
+            _ => None,
+        };
+        assert_eq!(body.as_deref(), Some(&b"second, longer"[..]));
+    }
 }
