@@ -419,8 +419,8 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn the_not_found_page_comes_from_the_cache_and_follows_the_disk() {
+    /// Static files over two empty roots in a temporary directory, and the `htdocs` root.
+    fn empty_roots() -> (tempfile::TempDir, PathBuf, StaticFiles) {
         let dir = tempfile::tempdir().expect("temp dir");
         let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
         std::fs::create_dir(&htdocs).expect("htdocs");
@@ -431,6 +431,12 @@ mod tests {
             ..StaticSettings::default()
         };
         let files = StaticFiles::new(&settings).expect("roots");
+        (dir, htdocs, files)
+    }
+
+    #[test]
+    fn the_not_found_page_comes_from_the_cache_and_follows_the_disk() {
+        let (_dir, htdocs, files) = empty_roots();
         assert_eq!(files.not_found_page(), None);
 
         // A missing page is remembered like any missing file, and revalidated like one.
@@ -455,17 +461,8 @@ mod tests {
 
     #[test]
     fn every_spelling_of_a_path_shares_one_entry() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
-        std::fs::create_dir(&htdocs).expect("htdocs");
-        std::fs::create_dir(&public).expect("public");
+        let (_dir, htdocs, files) = empty_roots();
         std::fs::write(htdocs.join("notes.txt"), "notes ".repeat(1000)).expect("write");
-        let settings = StaticSettings {
-            htdocs,
-            public,
-            ..StaticSettings::default()
-        };
-        let files = StaticFiles::new(&settings).expect("roots");
         let first = files.lookup("/notes.txt", Instant::now()).expect("plain");
         for spelling in ["/%6eotes.txt", "//notes.txt", "/notes%2Etxt"] {
             let other = files.lookup(spelling, Instant::now()).expect(spelling);
@@ -477,17 +474,8 @@ mod tests {
 
     #[test]
     fn an_entry_is_revalidated_by_the_time_its_request_arrived() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (htdocs, public) = (dir.path().join("htdocs"), dir.path().join("public"));
-        std::fs::create_dir(&htdocs).expect("htdocs");
-        std::fs::create_dir(&public).expect("public");
+        let (_dir, htdocs, files) = empty_roots();
         std::fs::write(htdocs.join("notes.txt"), "first").expect("write");
-        let settings = StaticSettings {
-            htdocs: htdocs.clone(),
-            public,
-            ..StaticSettings::default()
-        };
-        let files = StaticFiles::new(&settings).expect("roots");
         let arrived = Instant::now();
         let first = files.lookup("/notes.txt", arrived).expect("first");
         std::fs::write(htdocs.join("notes.txt"), "second, longer").expect("rewrite");
