@@ -139,12 +139,11 @@ impl Page {
         };
         let (identity, identity_meta) = read(name)?;
         let sibling = format!("{name}.br");
-        let brotli = match htdocs.join(&sibling).exists() {
-            true => {
-                let (body, meta) = read(&sibling)?;
-                Some((body, etag(&meta)?))
-            }
-            false => None,
+        let brotli = if htdocs.join(&sibling).exists() {
+            let (body, meta) = read(&sibling)?;
+            Some((body, etag(&meta)?))
+        } else {
+            None
         };
         let modified = identity_meta
             .modified()
